@@ -1,0 +1,1 @@
+"""The shell users touch: engine, context, handles, registry, serialization."""

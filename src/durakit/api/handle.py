@@ -1,0 +1,163 @@
+"""``WorkflowHandle[R]``: a reference to a started workflow, typed by its output."""
+
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
+
+from durakit.api.status import WorkflowStatus
+from durakit.api.waiting import Backoff
+from durakit.core.errors import (
+    AwaitedWorkflowCancelledError,
+    DeadLetterQueueError,
+    DurakitTimeoutError,
+    NonExistentWorkflowError,
+)
+from durakit.core.records import WorkflowRecord
+from durakit.core.status import FINISHED, StatusType
+
+if TYPE_CHECKING:
+    from durakit.api.engine import Durakit
+
+R_co = TypeVar("R_co", covariant=True)
+R = TypeVar("R")
+
+
+class WorkflowHandle(Protocol[R_co]):
+    """What a caller holds after starting (or retrieving) a workflow."""
+
+    @property
+    def workflow_id(self) -> str:
+        """The workflow's ID."""
+        ...
+
+    def get_result(self, timeout: float | timedelta | None = None) -> R_co:
+        """Wait for the workflow to finish and return its output, or raise its error.
+
+        Raises the workflow's own exception (rebuilt where possible),
+        AwaitedWorkflowCancelledError if it was cancelled, DeadLetterQueueError if it
+        dead-lettered, DurakitTimeoutError if ``timeout`` passes first.
+        """
+        ...
+
+    def get_status(self) -> WorkflowStatus:
+        """The workflow's current status row."""
+        ...
+
+
+def seconds(timeout: float | timedelta | None) -> float | None:
+    """Normalize a timeout given as seconds or a timedelta."""
+    if isinstance(timeout, timedelta):
+        return timeout.total_seconds()
+    return timeout
+
+
+class Outcome:
+    """The live outcome of an execution in this process, set once by its thread."""
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.value: Any = None
+        self.error: BaseException | None = None
+        self.known = False  # False: the execution stopped without an outcome (read the store)
+
+    def set_value(self, value: Any) -> None:
+        self.value, self.known = value, True
+        self.done.set()
+
+    def set_error(self, error: BaseException) -> None:
+        self.error, self.known = error, True
+        self.done.set()
+
+    def set_unknown(self) -> None:
+        self.done.set()
+
+
+class EngineHandle(Generic[R]):
+    """The engine's handle: waits on the live outcome if this process runs the workflow,
+    else on the store (woken by notifications, with a fallback re-check)."""
+
+    def __init__(
+        self, engine: Durakit, workflow_id: str, output_type: Any, live: Outcome | None
+    ) -> None:
+        self._engine = engine
+        self._workflow_id = workflow_id
+        self._output_type = output_type
+        self._live = live
+
+    @property
+    def workflow_id(self) -> str:
+        return self._workflow_id
+
+    def __repr__(self) -> str:
+        return f"WorkflowHandle({self._workflow_id!r})"
+
+    def get_status(self) -> WorkflowStatus:
+        return self._engine.get_workflow_status(self._workflow_id)
+
+    def get_result(self, timeout: float | timedelta | None = None) -> R:
+        clock = self._engine.clock
+        limit = seconds(timeout)
+        until = None if limit is None else clock.now() + limit
+        live = self._live
+        if live is not None:
+            if not clock.wait(live.done, until):
+                raise self._timed_out(limit)
+            if live.known:
+                if live.error is not None:
+                    raise live.error
+                value: R = live.value
+                return value
+        return self._result_from_store(until, limit)
+
+    def _result_from_store(self, until: float | None, limit: float | None) -> R:
+        engine = self._engine
+        backoff = Backoff()
+        with engine.hub.listening(f"wf:{self._workflow_id}") as event:
+            while True:
+                event.clear()
+                record = engine.store.get_workflow(self._workflow_id)
+                if record is None:
+                    raise NonExistentWorkflowError(
+                        f"workflow {self._workflow_id!r} does not exist",
+                        workflow_id=self._workflow_id,
+                    )
+                if record.status in FINISHED:
+                    return self._outcome(record)
+                if until is not None and engine.clock.now() >= until:
+                    raise self._timed_out(limit)
+                engine.clock.wait(event, until, poll=backoff.next())
+
+    def _outcome(self, record: WorkflowRecord) -> R:
+        wid = self._workflow_id
+        ser = self._engine.serializer
+        if record.status is StatusType.SUCCESS:
+            if record.output is None:
+                value: R = None  # type: ignore[assignment]
+                return value
+            decoded: R = ser.loads(record.output, self._output_type, what=f"output of {wid!r}")
+            return decoded
+        if record.status is StatusType.ERROR:
+            raise (
+                ser.loads_error(record.error)
+                if record.error
+                else DeadLetterQueueError(
+                    f"workflow {wid!r} failed without a recorded error", workflow_id=wid
+                )
+            )
+        if record.status is StatusType.CANCELLED:
+            raise AwaitedWorkflowCancelledError(
+                f"awaited workflow {wid!r} was cancelled", workflow_id=wid
+            )
+        raise DeadLetterQueueError(
+            f"workflow {wid!r} exceeded its maximum recovery attempts "
+            f"({record.attempts - 1} recoveries) and was moved to the dead-letter state",
+            workflow_id=wid,
+        )
+
+    def _timed_out(self, limit: float | None) -> DurakitTimeoutError:
+        return DurakitTimeoutError(
+            f"workflow {self._workflow_id!r} did not finish within {limit} s",
+            workflow_id=self._workflow_id,
+        )

@@ -1,0 +1,67 @@
+"""In-process wake-ups for waiters (get_result, recv, get_event).
+
+A waiter registers interest in a key ("wf:<id>", "msg:<id>", "evt:<id>"), re-checks the
+store, and sleeps until notified or until a fallback re-check is due. Notifications come
+from this engine's own writes and, for stores that implement ``PushNotifications``
+(Postgres LISTEN/NOTIFY), from other processes. They are hints only: the store is the
+truth, so a lost notification costs at most one fallback interval.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+EVERYTHING = "*"
+"""Key that wakes every waiter (e.g. after a notification connection was re-made)."""
+
+
+class WakeHub:
+    """Maps keys to the events of the threads waiting on them."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._waiters: dict[str, set[threading.Event]] = {}
+
+    @contextmanager
+    def listening(self, *keys: str) -> Iterator[threading.Event]:
+        """Register a fresh event under ``keys`` for the duration of the block."""
+        event = threading.Event()
+        with self._lock:
+            for key in keys:
+                self._waiters.setdefault(key, set()).add(event)
+        try:
+            yield event
+        finally:
+            with self._lock:
+                for key in keys:
+                    waiters = self._waiters.get(key)
+                    if waiters is not None:
+                        waiters.discard(event)
+                        if not waiters:
+                            del self._waiters[key]
+
+    def notify(self, key: str) -> None:
+        """Wake the threads waiting on ``key`` (every thread for ``EVERYTHING``)."""
+        with self._lock:
+            if key == EVERYTHING:
+                events = [e for group in self._waiters.values() for e in group]
+            else:
+                events = list(self._waiters.get(key, ()))
+        for event in events:
+            event.set()
+
+
+class Backoff:
+    """Fallback re-check intervals: short at first, then capped (jitter-free on purpose:
+    waiters are woken by notifications; this only bounds the cost of a lost one)."""
+
+    def __init__(self, first: float = 0.01, cap: float = 1.0) -> None:
+        self._next = first
+        self._cap = cap
+
+    def next(self) -> float:
+        current = self._next
+        self._next = min(self._cap, self._next * 2)
+        return current

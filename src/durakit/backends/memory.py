@@ -1,0 +1,286 @@
+"""``MemoryStore``: the reference implementation of the store protocol.
+
+The simplest correct code: plain dicts behind one lock, every method one critical
+section (which is what makes each method atomic). Shipped for users' tests, and used as
+the oracle that the SQLite and Postgres stores are compared against.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+
+import attrs
+
+from durakit.core.records import (
+    Fence,
+    InsertResult,
+    NewWorkflow,
+    StepRecord,
+    WorkflowQuery,
+    WorkflowRecord,
+    WriteResult,
+)
+from durakit.core.status import FINISHED, StatusType
+
+
+def record_from_new(new: NewWorkflow) -> WorkflowRecord:
+    """The row that :meth:`insert_workflow` creates for ``new`` (shared by all stores)."""
+    pending = new.status is StatusType.PENDING
+    deadline = new.deadline_ms
+    if pending and deadline is None and new.timeout_ms is not None:
+        deadline = new.created_at + new.timeout_ms
+    return WorkflowRecord(
+        workflow_id=new.workflow_id,
+        name=new.name,
+        status=new.status,
+        input=new.input,
+        executor_id=new.executor_id,
+        application_version=new.application_version,
+        application_id=new.application_id,
+        owner=new.owner,
+        created_at=new.created_at,
+        updated_at=new.created_at,
+        attempts=1,
+        queue_name=new.queue_name,
+        deduplication_id=new.deduplication_id,
+        priority=new.priority,
+        timeout_ms=new.timeout_ms,
+        deadline_ms=deadline,
+        started_at=new.created_at if pending else None,
+        authenticated_user=new.authenticated_user,
+        assumed_role=new.assumed_role,
+        authenticated_roles=new.authenticated_roles,
+        parent_workflow_id=new.parent_workflow_id,
+    )
+
+
+def matches(rec: WorkflowRecord, q: WorkflowQuery) -> bool:
+    """Whether ``rec`` passes every filter of ``q`` (the reference semantics)."""
+    checks = (
+        q.workflow_ids is None or rec.workflow_id in q.workflow_ids,
+        q.statuses is None or rec.status in q.statuses,
+        q.name is None or rec.name == q.name,
+        q.user is None or rec.authenticated_user == q.user,
+        q.app_version is None or rec.application_version == q.app_version,
+        q.executor_ids is None or rec.executor_id in q.executor_ids,
+        q.workflow_id_prefix is None or rec.workflow_id.startswith(q.workflow_id_prefix),
+        q.queue_name is None or rec.queue_name == q.queue_name,
+        not q.queues_only or rec.queue_name is not None,
+        q.start_time is None or rec.created_at >= q.start_time,
+        q.end_time is None or rec.created_at <= q.end_time,
+    )
+    return all(checks)
+
+
+def page(records: list[WorkflowRecord], q: WorkflowQuery) -> list[WorkflowRecord]:
+    """Sort, offset, limit and strip payloads as ``q`` asks."""
+    records.sort(key=lambda r: (r.created_at, r.workflow_id), reverse=q.sort_desc)
+    start = q.offset or 0
+    end = None if q.limit is None else start + q.limit
+    out = records[start:end]
+    if not q.load_input:
+        out = [attrs.evolve(r, input=None) for r in out]
+    if not q.load_output:
+        out = [attrs.evolve(r, output=None, error=None) for r in out]
+    return out
+
+
+class MemoryStore:
+    """A thread-safe in-process store. Data lives as long as the object."""
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self._workflows: dict[str, WorkflowRecord] = {}
+        self._steps: dict[str, dict[int, StepRecord]] = {}
+        self._messages: dict[tuple[str, str | None], deque[str]] = {}
+        self._events: dict[tuple[str, str], str] = {}
+        self._closed = False
+
+    # -- lifecycle -------------------------------------------------------------
+    def migrate(self) -> None:
+        """Nothing to migrate in memory."""
+
+    def close(self) -> None:
+        self._closed = True
+
+    # -- workflows -------------------------------------------------------------
+    def insert_workflow(self, new: NewWorkflow) -> InsertResult:
+        with self._lock:
+            existing = self._workflows.get(new.workflow_id)
+            if existing is not None:
+                return InsertResult(created=False, record=existing)
+            rec = record_from_new(new)
+            self._workflows[new.workflow_id] = rec
+            return InsertResult(created=True, record=rec)
+
+    def get_workflow(self, workflow_id: str) -> WorkflowRecord | None:
+        with self._lock:
+            return self._workflows.get(workflow_id)
+
+    def list_workflows(self, query: WorkflowQuery) -> list[WorkflowRecord]:
+        with self._lock:
+            found = [r for r in self._workflows.values() if matches(r, query)]
+        return page(found, query)
+
+    def _fence_check(self, fence: Fence) -> WriteResult:
+        rec = self._workflows.get(fence.workflow_id)
+        if rec is None:
+            return WriteResult.NOT_PENDING
+        if rec.status is StatusType.CANCELLED:
+            return WriteResult.CANCELLED
+        if rec.status is not StatusType.PENDING:
+            return WriteResult.NOT_PENDING
+        if rec.owner != fence.owner:
+            return WriteResult.NOT_OWNER
+        return WriteResult.OK
+
+    def finish_workflow(
+        self,
+        fence: Fence,
+        status: StatusType,
+        output: str | None,
+        error: str | None,
+        now_ms: int,
+    ) -> WriteResult:
+        with self._lock:
+            verdict = self._fence_check(fence)
+            if verdict is not WriteResult.OK:
+                return verdict
+            rec = self._workflows[fence.workflow_id]
+            self._workflows[fence.workflow_id] = attrs.evolve(
+                rec,
+                status=status,
+                output=output,
+                error=error,
+                updated_at=now_ms,
+                deduplication_id=None,
+            )
+            return WriteResult.OK
+
+    def transition_workflow(
+        self,
+        workflow_id: str,
+        *,
+        from_statuses: frozenset[StatusType],
+        to_status: StatusType,
+        now_ms: int,
+        new_owner: str | None = None,
+        executor_id: str | None = None,
+        bump_attempts: bool = False,
+        reset_attempts: bool = False,
+    ) -> WorkflowRecord | None:
+        with self._lock:
+            rec = self._workflows.get(workflow_id)
+            if rec is None or rec.status not in from_statuses:
+                return None
+            changes: dict[str, object] = {"status": to_status, "updated_at": now_ms}
+            if new_owner is not None:
+                changes["owner"] = new_owner
+            if executor_id is not None:
+                changes["executor_id"] = executor_id
+            if bump_attempts:
+                changes["attempts"] = rec.attempts + 1
+            if reset_attempts:
+                changes["attempts"] = 1
+            if to_status is StatusType.PENDING and rec.status is not StatusType.PENDING:
+                changes["started_at"] = now_ms
+                if rec.timeout_ms is not None and rec.deadline_ms is None:
+                    changes["deadline_ms"] = now_ms + rec.timeout_ms
+            if to_status in FINISHED:
+                changes["deduplication_id"] = None
+            new = attrs.evolve(rec, **changes)  # type: ignore[arg-type]
+            self._workflows[workflow_id] = new
+            return new
+
+    # -- steps -----------------------------------------------------------------
+    def load_steps(self, workflow_id: str) -> list[StepRecord]:
+        with self._lock:
+            steps = self._steps.get(workflow_id, {})
+            return [steps[k] for k in sorted(steps)]
+
+    def _insert_step(self, workflow_id: str, step: StepRecord) -> WriteResult:
+        steps = self._steps.setdefault(workflow_id, {})
+        if step.step_id in steps:
+            return WriteResult.DUPLICATE
+        steps[step.step_id] = step
+        return WriteResult.OK
+
+    def record_step(self, fence: Fence, step: StepRecord) -> WriteResult:
+        with self._lock:
+            verdict = self._fence_check(fence)
+            if verdict is not WriteResult.OK:
+                return verdict
+            return self._insert_step(fence.workflow_id, step)
+
+    def copy_steps(self, source_id: str, target_id: str, below_step: int) -> int:
+        with self._lock:
+            source = self._steps.get(source_id, {})
+            target = self._steps.setdefault(target_id, {})
+            copied = 0
+            for step_id, step in source.items():
+                if step_id < below_step and step_id not in target:
+                    target[step_id] = step
+                    copied += 1
+            return copied
+
+    # -- messages and events ---------------------------------------------------
+    def send_message(
+        self,
+        destination_id: str,
+        topic: str | None,
+        payload: str,
+        now_ms: int,
+        *,
+        sender: Fence | None = None,
+        sender_step: StepRecord | None = None,
+    ) -> WriteResult:
+        with self._lock:
+            if destination_id not in self._workflows:
+                return WriteResult.NOT_PENDING
+            if sender is not None and sender_step is not None:
+                verdict = self._fence_check(sender)
+                if verdict is WriteResult.OK:
+                    verdict = self._insert_step(sender.workflow_id, sender_step)
+                if verdict is not WriteResult.OK:
+                    return verdict
+            self._messages.setdefault((destination_id, topic), deque()).append(payload)
+            return WriteResult.OK
+
+    def receive_message(
+        self, fence: Fence, step_id: int, step_name: str, topic: str | None, now_ms: int
+    ) -> tuple[WriteResult, str | None]:
+        with self._lock:
+            verdict = self._fence_check(fence)
+            if verdict is not WriteResult.OK:
+                return verdict, None
+            queue = self._messages.get((fence.workflow_id, topic))
+            if not queue:
+                return WriteResult.OK, None
+            if step_id in self._steps.get(fence.workflow_id, {}):
+                return WriteResult.DUPLICATE, None
+            payload = queue.popleft()
+            step = StepRecord(
+                step_id=step_id,
+                name=step_name,
+                output=payload,
+                started_at=now_ms,
+                completed_at=now_ms,
+            )
+            self._insert_step(fence.workflow_id, step)
+            return WriteResult.OK, payload
+
+    def set_event(
+        self, fence: Fence, step: StepRecord, key: str, value: str, now_ms: int
+    ) -> WriteResult:
+        with self._lock:
+            verdict = self._fence_check(fence)
+            if verdict is WriteResult.OK:
+                verdict = self._insert_step(fence.workflow_id, step)
+            if verdict is WriteResult.OK:
+                self._events[(fence.workflow_id, key)] = value
+            return verdict
+
+    def get_event(self, workflow_id: str, key: str) -> str | None:
+        with self._lock:
+            return self._events.get((workflow_id, key))

@@ -1,0 +1,184 @@
+"""The ``SystemStore`` protocol: what durakit needs from a database, one capability each.
+
+Stores persist and compare-and-swap; they never decide what a workflow does next (the
+core does). Every method is atomic on its own: a call either applies all of its writes
+or none. Payload strings are opaque; times are epoch milliseconds passed in by the
+engine. Every method may be called from many threads at once.
+
+*Fenced* writes take a :class:`~durakit.core.records.Fence` (workflow ID + owner token):
+they write only while the workflow row is PENDING and its ``owner`` equals the token,
+and otherwise write nothing and say why with a :class:`WriteResult`. This is what keeps
+a stale execution (a zombie process, a superseded recovery) from recording anything.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Protocol, runtime_checkable
+
+from durakit.core.records import (
+    Fence,
+    InsertResult,
+    NewWorkflow,
+    StepRecord,
+    WorkflowQuery,
+    WorkflowRecord,
+    WriteResult,
+)
+from durakit.core.status import StatusType
+
+
+class WorkflowStore(Protocol):
+    """Workflow rows: create, read, list, finish, and status compare-and-swap."""
+
+    def insert_workflow(self, new: NewWorkflow) -> InsertResult:
+        """Create the row unless one with ``new.workflow_id`` exists, and return the row.
+
+        Atomic: among concurrent calls with one ID (threads or processes) exactly one
+        gets ``created=True``; the others get the stored row unchanged. ``attempts`` of a
+        created row is 1 and ``updated_at`` equals ``created_at``. A PENDING row gets
+        ``started_at = created_at`` and, when ``timeout_ms`` is set and ``deadline_ms``
+        is not, ``deadline_ms = created_at + timeout_ms``.
+        """
+        ...
+
+    def get_workflow(self, workflow_id: str) -> WorkflowRecord | None:
+        """The row with that ID, or None."""
+        ...
+
+    def list_workflows(self, query: WorkflowQuery) -> list[WorkflowRecord]:
+        """Rows matching every filter of ``query``, ordered by ``created_at`` (then ID).
+
+        With ``load_input``/``load_output`` false, ``input``/``output``/``error`` are None.
+        """
+        ...
+
+    def finish_workflow(
+        self,
+        fence: Fence,
+        status: StatusType,
+        output: str | None,
+        error: str | None,
+        now_ms: int,
+    ) -> WriteResult:
+        """Record the final outcome (``status`` is SUCCESS or ERROR).
+
+        Fenced: writes only while the row is PENDING and owned by ``fence.owner``, so a
+        cancelled workflow never flips to SUCCESS and a stale execution cannot overwrite
+        a newer one. Clears the deduplication ID (releasing it for new enqueues).
+        """
+        ...
+
+    def transition_workflow(
+        self,
+        workflow_id: str,
+        *,
+        from_statuses: frozenset[StatusType],
+        to_status: StatusType,
+        now_ms: int,
+        new_owner: str | None = None,
+        executor_id: str | None = None,
+        bump_attempts: bool = False,
+        reset_attempts: bool = False,
+    ) -> WorkflowRecord | None:
+        """Compare-and-swap the status: only if the current status is in ``from_statuses``.
+
+        Returns the updated row, or None when the row is missing or its status did not
+        match (nothing written). With ``new_owner`` the owner token is replaced (fencing
+        out the previous execution); with ``executor_id`` the executor is replaced;
+        ``bump_attempts`` adds 1 to ``attempts``, ``reset_attempts`` sets it to 1. Moving
+        to PENDING from a status other than PENDING sets ``started_at = now_ms`` and arms
+        ``deadline_ms = now_ms + timeout_ms`` when a timeout is set and no deadline is.
+        Moving to a status in FINISHED clears the deduplication ID.
+        """
+        ...
+
+
+class StepStore(Protocol):
+    """Step checkpoints, keyed by (workflow_id, step_id)."""
+
+    def load_steps(self, workflow_id: str) -> list[StepRecord]:
+        """Every recorded step of the workflow, by ``step_id`` ascending."""
+        ...
+
+    def record_step(self, fence: Fence, step: StepRecord) -> WriteResult:
+        """Insert the checkpoint. Fenced; DUPLICATE if that step ID is already recorded
+        (nothing is overwritten); CANCELLED if the workflow was cancelled."""
+        ...
+
+    def copy_steps(self, source_id: str, target_id: str, below_step: int) -> int:
+        """Copy the source's steps with ``step_id < below_step`` to the target (fork).
+        Returns how many were copied; existing target steps are kept."""
+        ...
+
+
+class MessageStore(Protocol):
+    """Messages (send/recv, FIFO per destination and topic) and events (set/get)."""
+
+    def send_message(
+        self,
+        destination_id: str,
+        topic: str | None,
+        payload: str,
+        now_ms: int,
+        *,
+        sender: Fence | None = None,
+        sender_step: StepRecord | None = None,
+    ) -> WriteResult:
+        """Append a message to the destination's topic queue.
+
+        With ``sender``/``sender_step`` (a send made inside a workflow) the sender's step
+        is recorded in the same transaction, fenced on the sender: a replayed sender
+        finds the step and does not send again. Returns NOT_PENDING, writing nothing,
+        when the destination workflow does not exist; DUPLICATE when the sender's step
+        is already recorded.
+        """
+        ...
+
+    def receive_message(
+        self, fence: Fence, step_id: int, step_name: str, topic: str | None, now_ms: int
+    ) -> tuple[WriteResult, str | None]:
+        """Consume the oldest message on ``topic`` for ``fence.workflow_id`` and record
+        step ``step_id`` with that message as its output, in one transaction.
+
+        Returns ``(OK, payload)``; ``(OK, None)`` when no message waits (nothing is
+        written); or a fenced refusal with None (nothing consumed).
+        """
+        ...
+
+    def set_event(
+        self, fence: Fence, step: StepRecord, key: str, value: str, now_ms: int
+    ) -> WriteResult:
+        """Upsert the workflow's event ``key`` (latest value wins) and record ``step``,
+        in one fenced transaction."""
+        ...
+
+    def get_event(self, workflow_id: str, key: str) -> str | None:
+        """The latest value of the event, or None if it was never set."""
+        ...
+
+
+class SystemStore(WorkflowStore, StepStore, MessageStore, Protocol):
+    """Everything the engine needs from a store, plus its lifecycle."""
+
+    def migrate(self) -> None:
+        """Create or upgrade the schema; safe when several processes call it at once."""
+        ...
+
+    def close(self) -> None:
+        """Release connections; the store is unusable afterwards."""
+        ...
+
+
+@runtime_checkable
+class PushNotifications(Protocol):
+    """Optional: the store can tell this process that something changed elsewhere.
+
+    Keys are ``"wf:<id>"`` (a workflow finished or changed status), ``"msg:<id>"`` (a
+    message for that workflow), ``"evt:<id>"`` (an event of that workflow). Delivery is
+    a hint: waiters always re-check the store, so a lost notification costs latency only.
+    """
+
+    def subscribe(self, callback: Callable[[str], None]) -> None:
+        """Call ``callback(key)`` from a background thread on each notification."""
+        ...

@@ -1,0 +1,129 @@
+"""The records that cross the store boundary: frozen, keyword-only attrs classes.
+
+Payload fields (``input``, ``output``, ``error``, message and event values) are the
+serialized text the API layer produced; stores store and return them verbatim and never
+look inside. Times are integer milliseconds since the Unix epoch, read from the engine's
+injected clock and passed in, so stores never read a clock of their own.
+"""
+
+from __future__ import annotations
+
+import enum
+
+import attrs
+
+from durakit.core.status import StatusType
+
+
+@attrs.frozen(kw_only=True)
+class NewWorkflow:
+    """A workflow row to create (``status`` is PENDING, or ENQUEUED for queued work)."""
+
+    workflow_id: str
+    name: str
+    status: StatusType
+    input: str | None
+    executor_id: str
+    application_version: str
+    application_id: str | None = None
+    owner: str | None = None
+    created_at: int
+    queue_name: str | None = None
+    deduplication_id: str | None = None
+    priority: int = 0
+    timeout_ms: int | None = None
+    deadline_ms: int | None = None
+    authenticated_user: str | None = None
+    assumed_role: str | None = None
+    authenticated_roles: tuple[str, ...] | None = None
+    parent_workflow_id: str | None = None
+
+
+@attrs.frozen(kw_only=True)
+class WorkflowRecord:
+    """A stored workflow row as a store returns it."""
+
+    workflow_id: str
+    name: str
+    status: StatusType
+    input: str | None
+    output: str | None = None
+    error: str | None = None
+    executor_id: str
+    application_version: str
+    application_id: str | None = None
+    owner: str | None = None
+    created_at: int
+    updated_at: int
+    attempts: int = 1
+    queue_name: str | None = None
+    deduplication_id: str | None = None
+    priority: int = 0
+    timeout_ms: int | None = None
+    deadline_ms: int | None = None
+    started_at: int | None = None
+    authenticated_user: str | None = None
+    assumed_role: str | None = None
+    authenticated_roles: tuple[str, ...] | None = None
+    parent_workflow_id: str | None = None
+
+
+@attrs.frozen(kw_only=True)
+class StepRecord:
+    """One checkpointed step: its outcome is ``output`` or ``error`` (never both)."""
+
+    step_id: int
+    name: str
+    output: str | None = None
+    error: str | None = None
+    child_workflow_id: str | None = None
+    started_at: int | None = None
+    completed_at: int | None = None
+
+
+@attrs.frozen(kw_only=True)
+class InsertResult:
+    """What :meth:`WorkflowStore.insert_workflow` found: the row, and whether it made it."""
+
+    created: bool
+    record: WorkflowRecord
+
+
+class WriteResult(enum.Enum):
+    """Why a fenced write (checkpoint, outcome, recv) did or did not happen."""
+
+    OK = "OK"
+    NOT_OWNER = "NOT_OWNER"  # another execution owns the workflow now
+    CANCELLED = "CANCELLED"  # the workflow was cancelled (or timed out)
+    NOT_PENDING = "NOT_PENDING"  # finished some other way, or does not exist
+    DUPLICATE = "DUPLICATE"  # the step ID is already recorded
+
+
+@attrs.frozen(kw_only=True)
+class WorkflowQuery:
+    """Filters for :meth:`WorkflowStore.list_workflows`; ``None`` means "any"."""
+
+    workflow_ids: tuple[str, ...] | None = None
+    statuses: tuple[StatusType, ...] | None = None
+    name: str | None = None
+    user: str | None = None
+    app_version: str | None = None
+    executor_ids: tuple[str, ...] | None = None
+    workflow_id_prefix: str | None = None
+    queue_name: str | None = None
+    queues_only: bool = False
+    start_time: int | None = None  # created_at >= start_time (ms)
+    end_time: int | None = None  # created_at <= end_time (ms)
+    limit: int | None = None
+    offset: int | None = None
+    sort_desc: bool = False
+    load_input: bool = True
+    load_output: bool = True
+
+
+@attrs.frozen(kw_only=True)
+class Fence:
+    """Identifies the execution that writes: only the owner of a PENDING row may write."""
+
+    workflow_id: str
+    owner: str

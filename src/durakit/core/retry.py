@@ -1,0 +1,57 @@
+"""Step retry policy and the recovery dead-letter decision (pure arithmetic)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+
+
+def _non_negative(_: object, attribute: attrs.Attribute[Any], value: float) -> None:
+    if value < 0:
+        raise ValueError(f"{attribute.name} must be >= 0, got {value!r}")
+
+
+def _at_least_one(_: object, attribute: attrs.Attribute[Any], value: float) -> None:
+    if value < 1:
+        raise ValueError(f"{attribute.name} must be >= 1, got {value!r}")
+
+
+@attrs.frozen(kw_only=True)
+class RetryPolicy:
+    """``max_retries=N`` allows at most 1 + N attempts (0: no retry).
+
+    The delay before retry n (n = 1 for the first retry) is
+    ``base_interval * backoff_factor ** (n - 1)``, capped at ``max_interval``.
+    """
+
+    max_retries: int = attrs.field(default=0, validator=_non_negative)
+    backoff_factor: float = attrs.field(default=2.0, validator=_at_least_one)
+    base_interval: float = attrs.field(default=0.1, validator=_non_negative)
+    max_interval: float = attrs.field(default=5.0, validator=_non_negative)
+
+    def delay_before_retry(self, n: int) -> float:
+        """Seconds to wait before retry ``n`` (1-based)."""
+        if n < 1:
+            raise ValueError(f"retry number must be >= 1, got {n}")
+        # Cap the exponent's growth before it overflows a float for large n.
+        delay = self.base_interval
+        for _ in range(n - 1):
+            delay *= self.backoff_factor
+            if delay >= self.max_interval:
+                break
+        return min(delay, self.max_interval)
+
+    def may_retry(self, failed_attempts: int) -> bool:
+        """Whether another attempt is allowed after ``failed_attempts`` failures."""
+        return failed_attempts <= self.max_retries
+
+
+def should_dead_letter(attempts: int, max_recovery_attempts: int) -> bool:
+    """Whether a workflow whose execution count is now ``attempts`` must dead-letter.
+
+    ``attempts`` counts executions: 1 for the first start, +1 per recovery. A workflow
+    may be recovered ``max_recovery_attempts`` times; the recovery after that parks it in
+    MAX_RECOVERY_ATTEMPTS_EXCEEDED instead of running it again.
+    """
+    return attempts - 1 > max_recovery_attempts
