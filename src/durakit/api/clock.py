@@ -30,6 +30,20 @@ class Clock(Protocol):
         ...
 
 
+@runtime_checkable
+class TracksWorkflows(Protocol):
+    """Optional: a clock that wants to know how many workflows are running.
+
+    The engine calls ``workflow_started()`` before an execution's thread starts and
+    ``workflow_finished()`` when it ends. A fake clock uses the count to tell when every
+    running workflow is blocked waiting on time, so it can jump to the earliest wake-up.
+    """
+
+    def workflow_started(self) -> None: ...
+
+    def workflow_finished(self) -> None: ...
+
+
 class SystemClock:
     """The real clock."""
 

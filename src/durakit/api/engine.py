@@ -11,7 +11,7 @@ from datetime import timedelta
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
-from durakit.api.clock import Clock, now_ms
+from durakit.api.clock import Clock, TracksWorkflows, now_ms
 from durakit.api.config import Config
 from durakit.api.context import Context
 from durakit.api.execution import CURRENT, WorkflowContext
@@ -332,6 +332,8 @@ class Durakit(Management):
         with self._lock:
             self._active[record.workflow_id] = (ctx, outcome)
             self._threads.add(thread)
+        if isinstance(self.clock, TracksWorkflows):
+            self.clock.workflow_started()
         thread.start()
         return EngineHandle(self, record.workflow_id, defn.output_type, outcome)
 
@@ -354,11 +356,14 @@ class Durakit(Management):
                 self.log.exception("workflow %s stopped without an outcome", wid)
             outcome.set_unknown()
         finally:
-            outcome.set_unknown() if not outcome.done.is_set() else None
+            if not outcome.done.is_set():
+                outcome.set_unknown()
             with self._lock:
                 self._active.pop(wid, None)
                 self._threads.discard(threading.current_thread())
             self.hub.notify(f"wf:{wid}")
+            if isinstance(self.clock, TracksWorkflows):
+                self.clock.workflow_finished()
 
     def _run_body(self, ctx: WorkflowContext, record: WorkflowRecord, outcome: Outcome) -> None:
         defn = ctx.defn
