@@ -4,6 +4,7 @@ Ordinary typed Python functions whose every step is checkpointed to a database, 
 after a crash, a deploy or a power cut they resume where they stopped and finish once.
 """
 
+from durakit.api.client import Client
 from durakit.api.clock import Clock, SystemClock
 from durakit.api.config import Config
 from durakit.api.context import Context
@@ -36,6 +37,7 @@ from durakit.core.status import StatusType
 
 __all__ = [
     "AwaitedWorkflowCancelledError",
+    "Client",
     "Clock",
     "Config",
     "ConflictingIDError",

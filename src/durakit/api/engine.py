@@ -14,9 +14,10 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 from durakit.api.clock import Clock, TracksWorkflows, now_ms
 from durakit.api.config import Config
 from durakit.api.context import Context
+from durakit.api.deadlines import DeadlineWatcher
 from durakit.api.execution import CURRENT, WorkflowContext
 from durakit.api.handle import EngineHandle, Outcome, WorkflowHandle, seconds
-from durakit.api.management import Management
+from durakit.api.management import Control
 from durakit.api.registry import Registry, WorkflowDef
 from durakit.api.serialization import Serializer
 from durakit.api.waiting import WakeHub
@@ -40,7 +41,7 @@ P = TypeVar("P")
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-class Durakit(Management):
+class Durakit(Control):
     """A durable-workflow engine bound to one store. Use ``with app:`` or launch/shutdown."""
 
     def __init__(self, config: Config) -> None:
@@ -60,6 +61,7 @@ class Durakit(Management):
         self._stopping = False
         bound = config.max_concurrent_workflows
         self._slots = threading.BoundedSemaphore(bound) if bound else None
+        self._deadlines = DeadlineWatcher(self.clock, self._expire_quietly)
 
     # -- registration --------------------------------------------------------------
     def workflow(
@@ -131,6 +133,7 @@ class Durakit(Management):
         for ctx, _ in running:
             ctx.request_interrupt(WorkflowInterrupted(ctx.workflow_id, "engine shut down"))
         deadline = self.clock.now() + timeout
+        self._deadlines.stop()
         for thread in threads:
             thread.join(max(0.0, deadline - self.clock.now()))
         if self.config.store is None and self._store is not None:
@@ -334,6 +337,8 @@ class Durakit(Management):
             self._threads.add(thread)
         if isinstance(self.clock, TracksWorkflows):
             self.clock.workflow_started()
+        if record.deadline_ms is not None:
+            self._deadlines.watch(record.workflow_id, record.deadline_ms / 1000)
         thread.start()
         return EngineHandle(self, record.workflow_id, defn.output_type, outcome)
 
@@ -361,6 +366,7 @@ class Durakit(Management):
             with self._lock:
                 self._active.pop(wid, None)
                 self._threads.discard(threading.current_thread())
+            self._deadlines.unwatch(wid)
             self.hub.notify(f"wf:{wid}")
             if isinstance(self.clock, TracksWorkflows):
                 self.clock.workflow_finished()
@@ -462,6 +468,12 @@ class Durakit(Management):
             self._spawn(defn, claimed, owner, self.store.load_steps(wid))
             recovered.append(wid)
         return recovered
+
+    def _expire_quietly(self, workflow_id: str) -> None:
+        try:
+            self.expire_workflow(workflow_id)
+        except Exception:  # the watcher thread must survive a store hiccup
+            self.log.exception("could not expire workflow %s", workflow_id)
 
     def expire_workflow(self, workflow_id: str) -> None:
         """The workflow's deadline passed: it is cancelled (timeouts are cancellations)."""

@@ -18,7 +18,24 @@ from durakit.core.records import WorkflowRecord
 from durakit.core.status import FINISHED, StatusType
 
 if TYPE_CHECKING:
-    from durakit.api.engine import Durakit
+    from durakit.api.clock import Clock
+    from durakit.api.serialization import Serializer
+    from durakit.api.waiting import WakeHub
+    from durakit.backends.protocol import SystemStore
+
+
+class HandleHost(Protocol):
+    """What a handle needs from the engine or client that made it."""
+
+    @property
+    def store(self) -> SystemStore: ...
+
+    clock: Clock
+    hub: WakeHub
+    serializer: Serializer
+
+    def get_workflow_status(self, workflow_id: str) -> WorkflowStatus: ...
+
 
 R_co = TypeVar("R_co", covariant=True)
 R = TypeVar("R")
@@ -79,7 +96,7 @@ class EngineHandle(Generic[R]):
     else on the store (woken by notifications, with a fallback re-check)."""
 
     def __init__(
-        self, engine: Durakit, workflow_id: str, output_type: Any, live: Outcome | None
+        self, engine: HandleHost, workflow_id: str, output_type: Any, live: Outcome | None
     ) -> None:
         self._engine = engine
         self._workflow_id = workflow_id

@@ -15,7 +15,7 @@ from durakit.api.status import StepInfo, WorkflowStatus, from_ms
 from durakit.api.waiting import Backoff, WakeHub
 from durakit.core.errors import DurakitTimeoutError, NonExistentWorkflowError
 from durakit.core.records import NewWorkflow, StepRecord, WorkflowQuery, WorkflowRecord, WriteResult
-from durakit.core.status import TERMINAL, StatusType, WorkflowEvent, sources, transition
+from durakit.core.status import StatusType, WorkflowEvent, sources, transition
 
 if TYPE_CHECKING:
     from durakit.api.registry import WorkflowDef
@@ -43,11 +43,6 @@ class Management:
         raise NotImplementedError
 
     def handle_for(self, workflow_id: str, output_type: Any) -> EngineHandle[Any]:
-        raise NotImplementedError
-
-    def _spawn(
-        self, defn: WorkflowDef, record: WorkflowRecord, owner: str, recorded: list[StepRecord]
-    ) -> EngineHandle[Any]:
         raise NotImplementedError
 
     def _apply_stop(self, workflow_id: str, event: WorkflowEvent) -> WorkflowRecord | None:
@@ -165,11 +160,71 @@ class Management:
         return self.handle_for(workflow_id, output_type or self._types(rec.name)[1])
 
     # -- control --------------------------------------------------------------------------
-    def cancel_workflow(self, workflow_id: str) -> None:
+    def cancel_workflow(self, workflow_id: str, *, cascade: bool = True) -> None:
         """Mark the workflow CANCELLED now; a running body stops at its next durable
-        operation (a running step is not interrupted). No-op if already finished."""
+        operation (a running step is not interrupted). No-op if already finished.
+
+        With ``cascade`` (the default) its child workflows are cancelled too, except
+        those started with ``detached=True``.
+        """
         self._require(workflow_id)
         self._apply_stop(workflow_id, WorkflowEvent.CANCEL)
+        if cascade:
+            for step in self.store.load_steps(workflow_id):
+                child_id = step.child_workflow_id
+                if child_id is None:
+                    continue
+                child = self.store.get_workflow(child_id)
+                if child is not None and child.parent_workflow_id == workflow_id:
+                    self.cancel_workflow(child_id, cascade=True)
+
+    # -- messages and events from outside workflows ----------------------------------------
+    def send(self, destination_id: str, message: object, topic: str | None = None) -> None:
+        """Send a message to a workflow; NonExistentWorkflowError if it does not exist."""
+        payload = self.serializer.dumps(message, what=f"message to {destination_id!r}")
+        verdict = self.store.send_message(destination_id, topic, payload, now_ms(self.clock))
+        if verdict is not WriteResult.OK:
+            raise NonExistentWorkflowError(
+                f"cannot send to workflow {destination_id!r}: it does not exist",
+                destination_id=destination_id,
+            )
+        self.hub.notify(f"msg:{destination_id}")
+
+    @overload
+    def get_event(self, workflow_id: str, key: str, timeout: float | timedelta = 60.0) -> Any: ...
+
+    @overload
+    def get_event(
+        self, workflow_id: str, key: str, timeout: float | timedelta = 60.0, *, type: type[T]
+    ) -> T: ...
+
+    def get_event(
+        self, workflow_id: str, key: str, timeout: float | timedelta = 60.0, *, type: Any = None
+    ) -> Any:
+        """Wait up to ``timeout`` for the workflow's event; DurakitTimeoutError after."""
+        until = self.clock.now() + (seconds(timeout) or 0.0)
+        backoff = Backoff()
+        with self.hub.listening(f"evt:{workflow_id}") as event:
+            while True:
+                event.clear()
+                payload = self.store.get_event(workflow_id, key)
+                if payload is not None:
+                    return self.serializer.loads(payload, type, what=f"event {key!r}")
+                if self.clock.now() >= until:
+                    raise DurakitTimeoutError(
+                        f"event {key!r} of workflow {workflow_id!r} was not set within {timeout}",
+                        workflow_id=workflow_id,
+                    )
+                self.clock.wait(event, until, poll=backoff.next())
+
+
+class Control(Management):
+    """Management calls that run workflows here: resume and fork (engine only)."""
+
+    def _spawn(
+        self, defn: WorkflowDef, record: WorkflowRecord, owner: str, recorded: list[StepRecord]
+    ) -> EngineHandle[Any]:
+        raise NotImplementedError
 
     def resume_workflow(self, workflow_id: str) -> WorkflowHandle[Any]:
         """Continue a cancelled, dead-lettered or enqueued workflow from its last
@@ -235,45 +290,3 @@ class Management:
         if defn is None:
             raise NonExistentWorkflowError(f"workflow function {name!r} is not registered here")
         return defn
-
-    # -- messages and events from outside workflows ----------------------------------------
-    def send(self, destination_id: str, message: object, topic: str | None = None) -> None:
-        """Send a message to a workflow; NonExistentWorkflowError if it does not exist."""
-        payload = self.serializer.dumps(message, what=f"message to {destination_id!r}")
-        verdict = self.store.send_message(destination_id, topic, payload, now_ms(self.clock))
-        if verdict is not WriteResult.OK:
-            raise NonExistentWorkflowError(
-                f"cannot send to workflow {destination_id!r}: it does not exist",
-                destination_id=destination_id,
-            )
-        self.hub.notify(f"msg:{destination_id}")
-
-    @overload
-    def get_event(self, workflow_id: str, key: str, timeout: float | timedelta = 60.0) -> Any: ...
-
-    @overload
-    def get_event(
-        self, workflow_id: str, key: str, timeout: float | timedelta = 60.0, *, type: type[T]
-    ) -> T: ...
-
-    def get_event(
-        self, workflow_id: str, key: str, timeout: float | timedelta = 60.0, *, type: Any = None
-    ) -> Any:
-        """Wait up to ``timeout`` for the workflow's event; DurakitTimeoutError after."""
-        until = self.clock.now() + (seconds(timeout) or 0.0)
-        backoff = Backoff()
-        with self.hub.listening(f"evt:{workflow_id}") as event:
-            while True:
-                event.clear()
-                payload = self.store.get_event(workflow_id, key)
-                if payload is not None:
-                    return self.serializer.loads(payload, type, what=f"event {key!r}")
-                if self.clock.now() >= until:
-                    raise DurakitTimeoutError(
-                        f"event {key!r} of workflow {workflow_id!r} was not set within {timeout}",
-                        workflow_id=workflow_id,
-                    )
-                self.clock.wait(event, until, poll=backoff.next())
-
-
-__all__ = ["TERMINAL", "Management"]
