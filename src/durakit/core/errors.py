@@ -66,7 +66,8 @@ class DurakitError(Exception):
         self.max_retries = max_retries
 
     def __reduce__(self) -> tuple[object, ...]:  # pragma: no cover - copy/pickle support
-        return (_rebuild, (type(self), self.message, self.fields()))
+        # The state (third item) carries subclass attributes too (``errors``, ``error_type``).
+        return (_rebuild, (type(self), self.message, self.fields()), self.__dict__)
 
     def fields(self) -> dict[str, str | int | None]:
         """The context fields that are set, for logs and for the stored error record."""

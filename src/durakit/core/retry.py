@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import attrs
 
+# The checks are written `not lo <= value < inf` so that NaN (which compares false to
+# everything) and infinity are refused too: either would make a delay NaN or infinite.
+
 
 def _non_negative(_: object, attribute: attrs.Attribute[Any], value: float) -> None:
-    if value < 0:
-        raise ValueError(f"{attribute.name} must be >= 0, got {value!r}")
+    if not 0 <= value < math.inf:
+        raise ValueError(f"{attribute.name} must be finite and >= 0, got {value!r}")
 
 
 def _at_least_one(_: object, attribute: attrs.Attribute[Any], value: float) -> None:
-    if value < 1:
-        raise ValueError(f"{attribute.name} must be >= 1, got {value!r}")
+    if not 1 <= value < math.inf:
+        raise ValueError(f"{attribute.name} must be finite and >= 1, got {value!r}")
 
 
 @attrs.frozen(kw_only=True)
