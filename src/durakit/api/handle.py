@@ -13,6 +13,7 @@ from durakit.core.errors import (
     DeadLetterQueueError,
     DurakitTimeoutError,
     NonExistentWorkflowError,
+    WorkflowExecutionError,
 )
 from durakit.core.records import WorkflowRecord
 from durakit.core.status import FINISHED, StatusType
@@ -159,7 +160,7 @@ class EngineHandle(Generic[R]):
             raise (
                 ser.loads_error(record.error)
                 if record.error
-                else DeadLetterQueueError(
+                else WorkflowExecutionError(
                     f"workflow {wid!r} failed without a recorded error", workflow_id=wid
                 )
             )
