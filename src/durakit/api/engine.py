@@ -364,9 +364,15 @@ class Durakit(Control):
             if not outcome.done.is_set():
                 outcome.set_unknown()
             with self._lock:
-                self._active.pop(wid, None)
+                # A resume may have started a newer execution of this workflow while
+                # this one was still inside a step: leave its entry (and deadline) alone.
+                current = self._active.get(wid)
+                ours = current is not None and current[0] is ctx
+                if ours:
+                    del self._active[wid]
                 self._threads.discard(threading.current_thread())
-            self._deadlines.unwatch(wid)
+            if ours:
+                self._deadlines.unwatch(wid)
             self.hub.notify(f"wf:{wid}")
             if isinstance(self.clock, TracksWorkflows):
                 self.clock.workflow_finished()

@@ -29,6 +29,7 @@ from durakit.core.errors import (
 from durakit.core.records import Fence, StepRecord, WorkflowRecord, WriteResult
 from durakit.core.replay import Replay, decide_step
 from durakit.core.retry import RetryPolicy
+from durakit.core.status import StatusType
 
 if TYPE_CHECKING:
     from durakit.api.engine import Durakit
@@ -247,7 +248,7 @@ class WorkflowContext:
             return
         self.check_interrupt()
         engine = self._engine
-        payload = engine.serializer.dumps(message, what=f"message to {destination_id!r}")
+        payload = engine.serializer.dumps_payload(message, what=f"message to {destination_id!r}")
         step = StepRecord(step_id=step_id, name=SEND, output=engine.serializer.dumps(None))
         verdict = engine.store.send_message(
             destination_id,
@@ -281,9 +282,20 @@ class WorkflowContext:
         step_id = self._take_step()
         self.check_interrupt()
         wake = self._durable_deadline(step_id, duration)
-        while self._engine.clock.now() < wake:
-            self._wait(wake)
+        if self._engine.clock.now() < wake:
+            while self._engine.clock.now() < wake:
+                self._wait(wake)
+            self._check_cancelled_elsewhere()
         return duration if isinstance(duration, timedelta) else timedelta(seconds=duration)
+
+    def _check_cancelled_elsewhere(self) -> None:
+        """A sleep ends without a fenced write, so a cancel made by another process with
+        no notification to this one (SQLite, a client) would go unseen until the next
+        step had already run: read the status once when a real wait ends."""
+        record = self._engine.store.get_workflow(self.workflow_id)
+        if record is not None and record.status is StatusType.CANCELLED:
+            self.request_interrupt(WorkflowCancelledSignal(self.workflow_id))
+        self.check_interrupt()
 
     def recv(
         self, topic: str | None = None, timeout: float | timedelta = 60.0, *, type: Any = None
@@ -340,7 +352,7 @@ class WorkflowContext:
             return
         self.check_interrupt()
         engine = self._engine
-        payload = engine.serializer.dumps(value, what=f"event {key!r}")
+        payload = engine.serializer.dumps_payload(value, what=f"event {key!r}")
         step = StepRecord(step_id=step_id, name=SET_EVENT, output=engine.serializer.dumps(None))
         verdict = engine.store.set_event(self.fence, step, key, payload, now_ms(engine.clock))
         if verdict is not WriteResult.OK:

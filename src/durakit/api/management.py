@@ -181,7 +181,7 @@ class Management:
     # -- messages and events from outside workflows ----------------------------------------
     def send(self, destination_id: str, message: object, topic: str | None = None) -> None:
         """Send a message to a workflow; NonExistentWorkflowError if it does not exist."""
-        payload = self.serializer.dumps(message, what=f"message to {destination_id!r}")
+        payload = self.serializer.dumps_payload(message, what=f"message to {destination_id!r}")
         verdict = self.store.send_message(destination_id, topic, payload, now_ms(self.clock))
         if verdict is not WriteResult.OK:
             raise NonExistentWorkflowError(

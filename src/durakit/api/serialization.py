@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import builtins
 import contextlib
+import datetime
 import decimal
 import json
 import sys
@@ -50,7 +51,20 @@ def _make_converter() -> cattrs.Converter:
     conv.register_structure_hook(decimal.Decimal, lambda v, _: decimal.Decimal(v))
     conv.register_unstructure_hook(uuid.UUID, str)
     conv.register_structure_hook(uuid.UUID, lambda v, _: uuid.UUID(v))
+    # Durations as seconds (exact to the microsecond for any realistic span), times of
+    # day as ISO text: both readable in SQL.
+    conv.register_unstructure_hook(datetime.timedelta, lambda v: v.total_seconds())
+    conv.register_structure_hook(datetime.timedelta, lambda v, _: datetime.timedelta(seconds=v))
+    conv.register_unstructure_hook(datetime.time, lambda v: v.isoformat())
+    conv.register_structure_hook(datetime.time, lambda v, _: datetime.time.fromisoformat(v))
+    # A function annotated ``-> None`` declares NoneType, which cattrs cannot structure.
+    conv.register_structure_hook(type(None), _structure_none)
     return conv
+
+
+def _structure_none(value: object, _: object) -> None:
+    if value is not None:
+        raise ValueError(f"expected null, got {value!r}")
 
 
 def _is_plain_json(value: object) -> bool:
@@ -108,14 +122,14 @@ class Serializer:
                 f"{what} of type {type(value).__qualname__} is not JSON-serializable: {exc}"
             ) from exc
 
+    def dumps_payload(self, value: object, *, what: str = "value") -> str:
+        """Encode a message or event value. Its reader declares the type (``recv`` and
+        ``get_event`` take ``type=``), so the writer encodes it by its runtime class."""
+        return self.dumps(value, UNKNOWN if _is_plain_json(value) else type(value), what=what)
+
     def loads(self, text: str, type_: Any = UNKNOWN, *, what: str = "value") -> Any:
         """Decode a payload made by :meth:`dumps`."""
-        envelope = json.loads(text)
-        if not isinstance(envelope, dict) or envelope.get("v") != FORMAT_VERSION:
-            raise SerializationError(
-                f"{what}: unsupported payload format (expected version {FORMAT_VERSION})"
-            )
-        data = envelope["d"]
+        data = _open_envelope(text, what)
         if not _known(type_):
             return data
         try:
@@ -139,8 +153,24 @@ class Serializer:
 
     def loads_error(self, text: str) -> BaseException:
         """Rebuild a recorded exception as its original type where that is safe."""
+        data = _open_envelope(text, "recorded error")
+        if not isinstance(data, dict):
+            raise SerializationError(f"recorded error: expected an object, got {data!r}")
+        return _rebuild_error(data)
+
+
+def _open_envelope(text: str, what: str) -> Any:
+    """The data inside a ``{"v": FORMAT_VERSION, "d": ...}`` envelope; anything else
+    (another version, no envelope, not JSON) is refused rather than guessed at."""
+    try:
         envelope = json.loads(text)
-        return _rebuild_error(envelope["d"])
+    except ValueError:
+        envelope = None
+    if not isinstance(envelope, dict) or envelope.get("v") != FORMAT_VERSION or "d" not in envelope:
+        raise SerializationError(
+            f"{what}: unsupported payload format (expected version {FORMAT_VERSION})"
+        )
+    return envelope["d"]
 
 
 def _type_name(type_: Any) -> str:
