@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from datetime import timedelta
@@ -35,6 +36,8 @@ from durakit.core.status import StatusType, WorkflowEvent, sources, transition
 
 if TYPE_CHECKING:
     from logging import Logger
+
+_SLOTS = "slots"  # hub key: a max_concurrent_workflows slot was freed
 
 R = TypeVar("R")
 P = TypeVar("P")
@@ -132,10 +135,11 @@ class Durakit(Control):
             threads = list(self._threads)
         for ctx, _ in running:
             ctx.request_interrupt(WorkflowInterrupted(ctx.workflow_id, "engine shut down"))
-        deadline = self.clock.now() + timeout
+        # A real-time bound: a fake clock may jump while we wait for the threads.
+        deadline = time.monotonic() + timeout
         self._deadlines.stop()
         for thread in threads:
-            thread.join(max(0.0, deadline - self.clock.now()))
+            thread.join(max(0.0, deadline - time.monotonic()))
         if self.config.store is None and self._store is not None:
             self._store.close()
         self._launched = False
@@ -344,14 +348,15 @@ class Durakit(Control):
 
     def _execute(self, ctx: WorkflowContext, record: WorkflowRecord, outcome: Outcome) -> None:
         wid = ctx.workflow_id
+        token = CURRENT.set(ctx)
         try:
-            if self._slots is not None:
-                self._slots.acquire()
+            self._take_slot()
             try:
                 self._run_body(ctx, record, outcome)
             finally:
                 if self._slots is not None:
                     self._slots.release()
+                    self.hub.notify(_SLOTS)
         except WorkflowInterrupted:
             outcome.set_unknown()
         except BaseException:
@@ -374,34 +379,41 @@ class Durakit(Control):
             if ours:
                 self._deadlines.unwatch(wid)
             self.hub.notify(f"wf:{wid}")
+            CURRENT.reset(token)
             if isinstance(self.clock, TracksWorkflows):
                 self.clock.workflow_finished()
+
+    def _take_slot(self) -> None:
+        """Wait for a free slot under ``max_concurrent_workflows``, through the clock,
+        so a fake clock sees a queued workflow as waiting rather than busy."""
+        if self._slots is None:
+            return
+        with self.hub.listening(_SLOTS) as freed:
+            while not self._slots.acquire(blocking=False):
+                self.clock.wait(freed, None, poll=1.0)
+                freed.clear()
 
     def _run_body(self, ctx: WorkflowContext, record: WorkflowRecord, outcome: Outcome) -> None:
         defn = ctx.defn
         ser = self.serializer
-        token = CURRENT.set(ctx)
         try:
-            try:
-                ctx.check_interrupt()
-                if defn.takes_input:
-                    value = ser.loads(
-                        record.input or ser.dumps(None),
-                        defn.input_type,
-                        what=f"input of workflow {defn.name!r}",
-                    )
-                    result = defn.fn(ctx, value)
-                else:
-                    result = defn.fn(ctx)
-                text, live = ser.roundtrip(
-                    result, defn.output_type, what=f"output of workflow {defn.name!r}"
+            ctx.check_interrupt()
+            if defn.takes_input:
+                value = ser.loads(
+                    record.input or ser.dumps(None),
+                    defn.input_type,
+                    what=f"input of workflow {defn.name!r}",
                 )
-            except Exception as exc:  # noqa: BLE001 - the workflow's error is its outcome
-                self._finish(ctx, StatusType.ERROR, None, exc, outcome)
-                return
-            self._finish(ctx, StatusType.SUCCESS, text, live, outcome)
-        finally:
-            CURRENT.reset(token)
+                result = defn.fn(ctx, value)
+            else:
+                result = defn.fn(ctx)
+            text, live = ser.roundtrip(
+                result, defn.output_type, what=f"output of workflow {defn.name!r}"
+            )
+        except Exception as exc:  # noqa: BLE001 - the workflow's error is its outcome
+            self._finish(ctx, StatusType.ERROR, None, exc, outcome)
+            return
+        self._finish(ctx, StatusType.SUCCESS, text, live, outcome)
 
     def _finish(
         self,
