@@ -1,0 +1,367 @@
+"""The Postgres store's SQL, rendered once per schema, and row <-> record conversion.
+
+Every write that the protocol calls atomic is ONE statement here (data-modifying CTEs
+where several tables change), run on an autocommit connection: a single statement in
+autocommit is its own transaction, so each costs one round trip and no COMMIT message.
+
+Fencing and the takeover race
+-----------------------------
+A fenced write selects the workflow row ``WHERE owner = <token> AND status = 'PENDING'``
+with ``FOR SHARE``. Every status or owner change is an ``UPDATE`` of that row, which takes
+a ``FOR NO KEY UPDATE`` row lock (or stronger); the two conflict, so a checkpoint and a
+takeover (or a cancel, or a finish) serialize on the row:
+
+- the checkpoint locks first: the UPDATE waits until the checkpoint has committed, so the
+  checkpoint is durable before the takeover returns;
+- the UPDATE locks first: the checkpoint waits, and when the UPDATE commits Postgres
+  re-evaluates the WHERE clause on the new row version (READ COMMITTED's recheck), finds
+  another owner (or CANCELLED), and inserts nothing.
+
+Without the lock, a checkpoint whose snapshot predates the takeover would still see the
+old owner and could commit after the takeover returned. ``FOR KEY SHARE`` would not do:
+it does not conflict with an UPDATE that leaves the key alone. Concurrent checkpoints of
+one workflow (parallel steps) take compatible share locks and do not wait on each other.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Final
+
+import attrs
+
+from durakit.backends.postgres_pool import Conn
+from durakit.core.records import Fence, StepRecord, WorkflowQuery, WorkflowRecord, WriteResult
+from durakit.core.status import StatusType
+
+WF_FIELDS: Final = tuple(a.name for a in attrs.fields(WorkflowRecord))
+"""Workflow columns, in record field order (table columns carry the field names)."""
+
+STEP_FIELDS: Final = tuple(a.name for a in attrs.fields(StepRecord))
+"""Step columns other than ``workflow_id``, in record field order."""
+
+_WF_COLS: Final = ", ".join(WF_FIELDS)
+_STEP_COLS: Final = ", ".join(STEP_FIELDS)
+
+Params = dict[str, Any]
+
+
+def workflow_from_row(row: Sequence[Any]) -> WorkflowRecord:
+    """Build a record from a row selected with the columns of :data:`WF_FIELDS`."""
+    values = dict(zip(WF_FIELDS, row, strict=True))
+    values["status"] = StatusType(values["status"])
+    roles = values["authenticated_roles"]
+    if roles is not None:
+        values["authenticated_roles"] = tuple(roles)
+    return WorkflowRecord(**values)
+
+
+def workflow_params(rec: WorkflowRecord) -> Params:
+    """Query parameters named after the columns, for inserting ``rec``."""
+    params = attrs.asdict(rec, recurse=False)
+    params["status"] = rec.status.value
+    if rec.authenticated_roles is not None:
+        params["authenticated_roles"] = list(rec.authenticated_roles)
+    return params
+
+
+def step_from_row(row: Sequence[Any]) -> StepRecord:
+    """Build a step from a row selected with the columns of :data:`STEP_FIELDS`."""
+    return StepRecord(**dict(zip(STEP_FIELDS, row, strict=True)))
+
+
+def step_params(workflow_id: str, owner: str, step: StepRecord) -> Params:
+    """Parameters of the fenced step insert: the step's fields plus the fence."""
+    params = attrs.asdict(step, recurse=False)
+    params["wf"] = workflow_id
+    params["owner"] = owner
+    return params
+
+
+def _fenced_step_insert(s: str, returning: str, also: str = "") -> str:
+    # The one place a checkpoint is written; see the module docstring for FOR SHARE.
+    # Parameters are cast because in INSERT ... SELECT an untyped NULL would be text.
+    return f"""
+        INSERT INTO {s}.steps (workflow_id, {_STEP_COLS})
+        SELECT w.workflow_id, %(step_id)s::bigint, %(name)s::text, %(output)s::text,
+               %(error)s::text, %(child_workflow_id)s::text, %(started_at)s::bigint,
+               %(completed_at)s::bigint
+        FROM {s}.workflows AS w
+        WHERE w.workflow_id = %(wf)s AND w.owner = %(owner)s AND w.status = 'PENDING'{also}
+        FOR SHARE OF w
+        ON CONFLICT DO NOTHING
+        RETURNING {returning}"""
+
+
+class Statements:
+    """Every statement of the store, with the schema and NOTIFY channel filled in."""
+
+    def __init__(self, s: str, channel: str) -> None:
+        """``s`` is the quoted schema name, ``channel`` the quoted channel literal."""
+        w_cols = ", ".join(f"w.{c}" for c in WF_FIELDS)
+        values = ", ".join(f"%({c})s" for c in WF_FIELDS)
+        self.schema = s
+
+        # One round trip for a start: the insert, and the existing row if there was one.
+        # The outer SELECT runs on the statement's snapshot, so it cannot see the row the
+        # CTE inserts (w.* is NULL when created) -- nor a row that a concurrent start
+        # committed after the snapshot, which is why the caller falls back to a SELECT
+        # when neither branch produced a row.
+        self.insert_workflow = f"""
+            WITH ins AS (
+                INSERT INTO {s}.workflows ({_WF_COLS}) VALUES ({values})
+                ON CONFLICT (workflow_id) DO NOTHING
+                RETURNING 1
+            )
+            SELECT (SELECT count(*) FROM ins), {w_cols}
+            FROM (SELECT 1) AS one
+            LEFT JOIN {s}.workflows AS w ON w.workflow_id = %(workflow_id)s"""
+
+        self.get_workflow = f"SELECT {_WF_COLS} FROM {s}.workflows WHERE workflow_id = %s"
+
+        self.finish_workflow = f"""
+            UPDATE {s}.workflows
+            SET status = %(status)s, output = %(output)s, error = %(error)s,
+                updated_at = %(now)s, deduplication_id = NULL
+            WHERE workflow_id = %(wf)s AND owner = %(owner)s AND status = 'PENDING'
+            RETURNING pg_notify({channel}, 'wf:' || workflow_id)"""
+
+        # SET expressions read the row's old values, so "status <> 'PENDING'" below is
+        # the status before this transition.
+        self.transition_workflow = f"""
+            UPDATE {s}.workflows
+            SET status = %(to)s,
+                updated_at = %(now)s,
+                owner = COALESCE(%(owner)s, owner),
+                executor_id = COALESCE(%(executor_id)s, executor_id),
+                attempts = CASE WHEN %(reset)s THEN 1
+                                WHEN %(bump)s THEN attempts + 1
+                                ELSE attempts END,
+                started_at = CASE WHEN %(to_pending)s AND status <> 'PENDING'
+                                  THEN %(now)s ELSE started_at END,
+                deadline_ms = CASE WHEN %(to_pending)s AND status <> 'PENDING'
+                                        AND timeout_ms IS NOT NULL AND deadline_ms IS NULL
+                                   THEN %(now)s + timeout_ms ELSE deadline_ms END,
+                deduplication_id = CASE WHEN %(finished)s THEN NULL
+                                        ELSE deduplication_id END
+            WHERE workflow_id = %(wf)s AND status = ANY(%(from)s::text[])
+            RETURNING {_WF_COLS}, pg_notify({channel}, 'wf:' || workflow_id)"""
+
+        self.load_steps = (
+            f"SELECT {_STEP_COLS} FROM {s}.steps WHERE workflow_id = %s ORDER BY step_id"
+        )
+
+        self.record_step = _fenced_step_insert(s, "1")
+
+        # The cold path of every fenced write: why did it write nothing? One snapshot of
+        # the workflow row and of the step (if any) at that position.
+        self.diagnose = f"""
+            SELECT w.status, w.owner, w.output, w.error, w.updated_at,
+                   {", ".join(f"st.{c}" for c in STEP_FIELDS)}
+            FROM (SELECT 1) AS one
+            LEFT JOIN {s}.workflows AS w ON w.workflow_id = %(wf)s
+            LEFT JOIN {s}.steps AS st
+                ON st.workflow_id = %(wf)s AND st.step_id = %(step_id)s::bigint"""
+
+        # Copies what is missing; on a retry after an ambiguous commit it also counts the
+        # rows that are already identical to the source (most likely our first attempt).
+        self.copy_steps = f"""
+            WITH ins AS (
+                INSERT INTO {s}.steps (workflow_id, {_STEP_COLS})
+                SELECT %(target)s, {_STEP_COLS} FROM {s}.steps
+                WHERE workflow_id = %(source)s AND step_id < %(below)s
+                ON CONFLICT DO NOTHING
+                RETURNING 1
+            )
+            SELECT (SELECT count(*) FROM ins) + CASE WHEN NOT %(retried)s THEN 0 ELSE (
+                SELECT count(*) FROM {s}.steps AS a JOIN {s}.steps AS b
+                    ON b.workflow_id = %(target)s AND b.step_id = a.step_id
+                WHERE a.workflow_id = %(source)s AND a.step_id < %(below)s
+                  AND %(source)s <> %(target)s
+                  AND (a.name, a.output, a.error, a.child_workflow_id, a.started_at,
+                       a.completed_at)
+                      IS NOT DISTINCT FROM
+                      (b.name, b.output, b.error, b.child_workflow_id, b.started_at,
+                       b.completed_at)) END"""
+
+        self.send_message = f"""
+            WITH msg AS (
+                INSERT INTO {s}.messages (send_key, destination_id, topic, payload, created_at)
+                SELECT %(key)s::uuid, %(dest)s::text, %(topic)s::text, %(payload)s::text,
+                       %(now)s::bigint
+                WHERE EXISTS (SELECT 1 FROM {s}.workflows WHERE workflow_id = %(dest)s)
+                ON CONFLICT (send_key) DO NOTHING
+                RETURNING destination_id
+            )
+            SELECT pg_notify({channel}, 'msg:' || destination_id) FROM msg"""
+
+        dest_exists = f"EXISTS (SELECT 1 FROM {s}.workflows WHERE workflow_id = %(dest)s)"
+        self.send_message_fenced = f"""
+            WITH step AS ({_fenced_step_insert(s, "1", f" AND {dest_exists}")}),
+            msg AS (
+                INSERT INTO {s}.messages (send_key, destination_id, topic, payload, created_at)
+                SELECT %(key)s::uuid, %(dest)s::text, %(topic)s::text, %(payload)s::text,
+                       %(now)s::bigint
+                FROM step
+                RETURNING destination_id
+            )
+            SELECT pg_notify({channel}, 'msg:' || destination_id) FROM msg"""
+
+        self.send_diagnose = f"""
+            SELECT {dest_exists},
+                   EXISTS (SELECT 1 FROM {s}.messages WHERE send_key = %(key)s)"""
+
+        # Consume and checkpoint in one statement. SKIP LOCKED: a concurrent receiver of
+        # the same topic takes the next message instead of coming back empty-handed. A
+        # step already recorded at step_id makes the INSERT fail (no ON CONFLICT here on
+        # purpose) and the whole statement, the DELETE included, rolls back.
+        self.receive_message = f"""
+            WITH w AS (
+                SELECT workflow_id FROM {s}.workflows
+                WHERE workflow_id = %(wf)s AND owner = %(owner)s AND status = 'PENDING'
+                FOR SHARE
+            ),
+            m AS (
+                SELECT message_id FROM {s}.messages
+                WHERE destination_id = %(wf)s
+                  AND (topic = %(topic)s::text OR (topic IS NULL AND %(topic)s::text IS NULL))
+                  AND EXISTS (SELECT 1 FROM w)
+                ORDER BY message_id
+                LIMIT 1
+                FOR UPDATE SKIP LOCKED
+            ),
+            del AS (
+                DELETE FROM {s}.messages AS d USING m
+                WHERE d.message_id = m.message_id
+                RETURNING d.payload
+            ),
+            ins AS (
+                INSERT INTO {s}.steps (workflow_id, {_STEP_COLS})
+                SELECT %(wf)s, %(step_id)s::bigint, %(name)s::text, payload, NULL, NULL,
+                       %(now)s::bigint, %(now)s::bigint
+                FROM del
+                RETURNING output
+            )
+            SELECT EXISTS (SELECT 1 FROM w), (SELECT output FROM ins)"""
+
+        event_upsert = f"""
+                INSERT INTO {s}.events (workflow_id, key, value, updated_at)
+                SELECT workflow_id, %(key)s::text, %(value)s::text, %(now)s::bigint FROM step
+                ON CONFLICT (workflow_id, key)
+                    DO UPDATE SET value = EXCLUDED.value, updated_at = EXCLUDED.updated_at
+                RETURNING workflow_id"""
+        self.set_event = f"""
+            WITH step AS ({_fenced_step_insert(s, "workflow_id")}),
+            ev AS ({event_upsert})
+            SELECT pg_notify({channel}, 'evt:' || workflow_id) FROM ev"""
+
+        self.get_event = f"SELECT value FROM {s}.events WHERE workflow_id = %s AND key = %s"
+
+    def list_workflows(self, q: WorkflowQuery) -> tuple[str, Params]:
+        """The SELECT for ``q``: same filters, order and paging as the reference store."""
+        where: list[str] = []
+        params: Params = {}
+
+        def add(clause: str, **values: Any) -> None:
+            where.append(clause)
+            params.update(values)
+
+        if q.workflow_ids is not None:
+            add("workflow_id = ANY(%(ids)s::text[])", ids=list(q.workflow_ids))
+        if q.statuses is not None:
+            add("status = ANY(%(statuses)s::text[])", statuses=[x.value for x in q.statuses])
+        if q.name is not None:
+            add("name = %(name)s", name=q.name)
+        if q.user is not None:
+            add("authenticated_user = %(user)s", user=q.user)
+        if q.app_version is not None:
+            add("application_version = %(app_version)s", app_version=q.app_version)
+        if q.executor_ids is not None:
+            add("executor_id = ANY(%(executors)s::text[])", executors=list(q.executor_ids))
+        if q.workflow_id_prefix is not None:
+            # starts_with, not LIKE: a prefix may contain % or _.
+            add("starts_with(workflow_id, %(prefix)s)", prefix=q.workflow_id_prefix)
+        if q.queue_name is not None:
+            add("queue_name = %(queue)s", queue=q.queue_name)
+        if q.queues_only:
+            add("queue_name IS NOT NULL")
+        if q.start_time is not None:
+            add("created_at >= %(start)s", start=q.start_time)
+        if q.end_time is not None:
+            add("created_at <= %(end)s", end=q.end_time)
+
+        cols = [
+            "NULL"
+            if (c == "input" and not q.load_input)
+            or (c in ("output", "error") and not q.load_output)
+            else c
+            for c in WF_FIELDS
+        ]
+        order = "DESC" if q.sort_desc else "ASC"
+        text = f"SELECT {', '.join(cols)} FROM {self.schema}.workflows"
+        if where:
+            text += " WHERE " + " AND ".join(where)
+        text += f' ORDER BY created_at {order}, workflow_id COLLATE "C" {order}'
+        if q.limit is not None:
+            text += " LIMIT %(limit)s"
+            params["limit"] = q.limit
+        if q.offset:
+            text += " OFFSET %(offset)s"
+            params["offset"] = q.offset
+        return text, params
+
+
+# -- the cold path: why did a fenced write write nothing? ------------------------------
+
+
+@attrs.frozen
+class FenceState:
+    """One snapshot of the workflow row (fence columns and outcome) and of one step."""
+
+    status: str | None
+    owner: str | None
+    output: str | None
+    error: str | None
+    updated_at: int | None
+    step: StepRecord | None
+
+
+def read_fence_state(
+    conn: Conn, statements: Statements, workflow_id: str, step_id: int | None
+) -> FenceState:
+    """Read the workflow's fence and the step at ``step_id`` (None: no step) at once."""
+    row = conn.execute(statements.diagnose, {"wf": workflow_id, "step_id": step_id}).fetchone()
+    assert row is not None  # the statement always yields one row
+    status, owner, output, error, updated_at = row[:5]
+    step = None if row[5] is None else step_from_row(row[5:])
+    return FenceState(status, owner, output, error, updated_at, step)
+
+
+def fence_verdict(state: FenceState, owner: str) -> WriteResult:
+    """May ``owner`` write? The same order of checks as the reference store."""
+    if state.status is None:
+        return WriteResult.NOT_PENDING
+    if state.status == StatusType.CANCELLED.value:
+        return WriteResult.CANCELLED
+    if state.status != StatusType.PENDING.value:
+        return WriteResult.NOT_PENDING
+    if state.owner != owner:
+        return WriteResult.NOT_OWNER
+    return WriteResult.OK
+
+
+def explain_refusal(
+    conn: Conn, statements: Statements, retried: bool, fence: Fence, step: StepRecord
+) -> WriteResult | None:
+    """Why a fenced step write inserted nothing; None if it should simply run again.
+
+    After an ambiguous commit (``retried``), a recorded step identical to ``step`` is
+    our own first attempt, so the write is reported OK rather than DUPLICATE.
+    """
+    state = read_fence_state(conn, statements, fence.workflow_id, step.step_id)
+    verdict = fence_verdict(state, fence.owner)
+    if verdict is not WriteResult.OK:
+        return verdict
+    if state.step is None:
+        return None  # the row changed between the two statements
+    return WriteResult.OK if retried and state.step == step else WriteResult.DUPLICATE
