@@ -859,3 +859,20 @@ def test_max_concurrent_workflows_bounds_running_bodies(store: dk.SystemStore) -
         gate.set()
         assert [h.get_result(timeout=WAIT) for h in handles] == list(range(6))
     assert peak == 2
+
+
+def test_identifiers_with_nul_characters_are_refused_on_every_store(store: dk.SystemStore) -> None:
+    app = dk.Durakit(dk.Config(app_name="nul", store=store))
+
+    @app.workflow()
+    def talk(ctx: dk.Context) -> None:
+        ctx.send(ctx.workflow_id, "hi", topic="bad\x00topic")
+
+    with app:
+        with pytest.raises(ValueError, match="workflow_id must not contain NUL"):
+            app.run_workflow(talk, workflow_id="a\x00b")
+        assert app.list_workflows() == []
+        with pytest.raises(ValueError, match="topic must not contain NUL"):
+            app.run_workflow(talk).get_result()
+        with pytest.raises(ValueError, match="key must not contain NUL"):
+            app.get_event("x", "k\x00", timeout=0)

@@ -21,6 +21,7 @@ from durakit.api.handle import EngineHandle, Outcome, WorkflowHandle, seconds
 from durakit.api.management import Control
 from durakit.api.registry import Registry, WorkflowDef
 from durakit.api.serialization import Serializer
+from durakit.api.validation import check_text
 from durakit.api.waiting import WakeHub
 from durakit.backends.protocol import PushNotifications, SystemStore
 from durakit.core.errors import (
@@ -265,6 +266,7 @@ class Durakit(Control):
             raise TypeError(
                 f"workflow {defn.name!r} takes {expected} input argument(s), got {len(args)}"
             )
+        check_text(workflow_id=workflow_id)
         wid = workflow_id or str(uuid.uuid4())
         input_text = (
             self.serializer.dumps(args[0], defn.input_type, what=f"input of workflow {defn.name!r}")

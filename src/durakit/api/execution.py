@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from durakit.api.clock import now_ms
 from durakit.api.handle import WorkflowHandle, seconds
 from durakit.api.serialization import declared_return_type
+from durakit.api.validation import check_text
 from durakit.api.waiting import Backoff
 from durakit.core.errors import (
     DurakitTimeoutError,
@@ -243,6 +244,7 @@ class WorkflowContext:
 
     # -- messages, events, sleep ----------------------------------------------------
     def send(self, destination_id: str, message: object, topic: str | None = None) -> None:
+        check_text(destination_id=destination_id, topic=topic)
         step_id = self._take_step()
         if self._decide(step_id, SEND) is not None:
             return
@@ -300,6 +302,7 @@ class WorkflowContext:
     def recv(
         self, topic: str | None = None, timeout: float | timedelta = 60.0, *, type: Any = None
     ) -> Any:
+        check_text(topic=topic)
         sleep_id, recv_id = self._take_step(), self._take_step()
         replay = self._decide(recv_id, RECV)
         if replay is not None:
@@ -347,6 +350,7 @@ class WorkflowContext:
         raise error
 
     def set_event(self, key: str, value: object) -> None:
+        check_text(key=key)
         step_id = self._take_step()
         if self._decide(step_id, SET_EVENT) is not None:
             return
@@ -362,6 +366,7 @@ class WorkflowContext:
     def get_event(
         self, workflow_id: str, key: str, timeout: float | timedelta = 60.0, *, type: Any = None
     ) -> Any:
+        check_text(workflow_id=workflow_id, key=key)
         sleep_id, get_id = self._take_step(), self._take_step()
         replay = self._decide(get_id, GET_EVENT)
         if replay is not None:

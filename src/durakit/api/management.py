@@ -12,6 +12,7 @@ from durakit.api.handle import EngineHandle, WorkflowHandle, seconds
 from durakit.api.registry import Registry
 from durakit.api.serialization import UNKNOWN, Serializer
 from durakit.api.status import StepInfo, WorkflowStatus, from_ms
+from durakit.api.validation import check_text
 from durakit.api.waiting import Backoff, WakeHub
 from durakit.core.errors import DurakitTimeoutError, NonExistentWorkflowError
 from durakit.core.records import NewWorkflow, StepRecord, WorkflowQuery, WorkflowRecord, WriteResult
@@ -181,6 +182,7 @@ class Management:
     # -- messages and events from outside workflows ----------------------------------------
     def send(self, destination_id: str, message: object, topic: str | None = None) -> None:
         """Send a message to a workflow; NonExistentWorkflowError if it does not exist."""
+        check_text(destination_id=destination_id, topic=topic)
         payload = self.serializer.dumps_payload(message, what=f"message to {destination_id!r}")
         verdict = self.store.send_message(destination_id, topic, payload, now_ms(self.clock))
         if verdict is not WriteResult.OK:
@@ -202,6 +204,7 @@ class Management:
         self, workflow_id: str, key: str, timeout: float | timedelta = 60.0, *, type: Any = None
     ) -> Any:
         """Wait up to ``timeout`` for the workflow's event; DurakitTimeoutError after."""
+        check_text(workflow_id=workflow_id, key=key)
         until = self.clock.now() + (seconds(timeout) or 0.0)
         backoff = Backoff()
         with self.hub.listening(f"evt:{workflow_id}") as event:
