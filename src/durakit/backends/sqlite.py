@@ -1,0 +1,432 @@
+"""``SQLiteStore``: the embedded default store, one SQLite file shared by threads and processes.
+
+Every write method is exactly one ``BEGIN IMMEDIATE`` transaction and every read method
+one statement (see :mod:`durakit.backends.sqlite_pool` for connections, locking and
+durability, :mod:`durakit.backends.sqlite_schema` for the tables).
+
+Fenced writes are written as one guarded statement (``... WHERE EXISTS (fence)``); only
+when it changed nothing does the method read the row to say why, inside the same
+transaction, so the explanation matches what the guard saw.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from collections.abc import Sequence
+from typing import Any, Final
+
+import attrs
+from sqlite_utils import Database
+
+from durakit.backends import sqlite_schema
+from durakit.backends.memory import record_from_new
+from durakit.backends.sqlite_pool import ConnectionPool
+from durakit.core.errors import InitializationError, QueueDeduplicatedError
+from durakit.core.records import (
+    Fence,
+    InsertResult,
+    NewWorkflow,
+    StepRecord,
+    WorkflowQuery,
+    WorkflowRecord,
+    WriteResult,
+)
+from durakit.core.status import FINISHED, StatusType
+
+_WF_COLUMNS: Final = (
+    "workflow_id", "name", "status", "input", "output", "error", "executor_id",
+    "application_version", "application_id", "owner", "created_at", "updated_at",
+    "attempts", "queue_name", "deduplication_id", "priority", "timeout_ms", "deadline_ms",
+    "started_at", "authenticated_user", "assumed_role", "authenticated_roles",
+    "parent_workflow_id",
+)  # fmt: skip
+_WF_SELECT: Final = ", ".join(_WF_COLUMNS)
+_NEW_COLUMNS: Final = tuple(c for c in _WF_COLUMNS if c not in ("output", "error"))
+_INSERT_WORKFLOW: Final = (
+    f"INSERT INTO workflows ({', '.join(_NEW_COLUMNS)}) "
+    f"VALUES ({', '.join('?' * len(_NEW_COLUMNS))}) ON CONFLICT (workflow_id) DO NOTHING"
+)
+_STEP_COLUMNS: Final = (
+    "step_id", "name", "output", "error", "child_workflow_id", "started_at", "completed_at",
+)  # fmt: skip
+_STEP_SELECT: Final = ", ".join(_STEP_COLUMNS)
+# The fence as a predicate: parameters are (workflow_id, owner).
+_FENCE: Final = (
+    "EXISTS (SELECT 1 FROM workflows WHERE workflow_id = ? AND status = 'PENDING' AND owner = ?)"
+)
+_INSERT_STEP_FENCED: Final = (
+    f"INSERT INTO steps (workflow_id, {_STEP_SELECT}) SELECT ?, ?, ?, ?, ?, ?, ?, ? "
+    f"WHERE {_FENCE} ON CONFLICT (workflow_id, step_id) DO NOTHING"
+)
+_PENDING: Final = StatusType.PENDING.value
+_CANCELLED: Final = StatusType.CANCELLED.value
+
+
+def _roles_to_db(roles: tuple[str, ...] | None) -> str | None:
+    return None if roles is None else json.dumps(list(roles))
+
+
+def _record(row: Sequence[Any]) -> WorkflowRecord:
+    fields = dict(zip(_WF_COLUMNS, row, strict=True))
+    fields["status"] = StatusType(fields["status"])
+    roles = fields["authenticated_roles"]
+    fields["authenticated_roles"] = None if roles is None else tuple(json.loads(roles))
+    return WorkflowRecord(**fields)
+
+
+def _step(row: Sequence[Any]) -> StepRecord:
+    return StepRecord(**dict(zip(_STEP_COLUMNS, row, strict=True)))
+
+
+def _step_params(workflow_id: str, step: StepRecord) -> tuple[object, ...]:
+    return (
+        workflow_id,
+        step.step_id,
+        step.name,
+        step.output,
+        step.error,
+        step.child_workflow_id,
+        step.started_at,
+        step.completed_at,
+    )
+
+
+def _fence_verdict(db: Database, fence: Fence) -> WriteResult:
+    """Why a fenced write refused (or OK); call inside the write transaction."""
+    row = db.execute(
+        "SELECT status, owner FROM workflows WHERE workflow_id = ?", (fence.workflow_id,)
+    ).fetchone()
+    if row is None:
+        return WriteResult.NOT_PENDING
+    status, owner = row
+    if status == _CANCELLED:
+        return WriteResult.CANCELLED
+    if status != _PENDING:
+        return WriteResult.NOT_PENDING
+    if owner != fence.owner:
+        return WriteResult.NOT_OWNER
+    return WriteResult.OK
+
+
+def _insert_step_fenced(db: Database, fence: Fence, step: StepRecord) -> WriteResult:
+    params = (*_step_params(fence.workflow_id, step), fence.workflow_id, fence.owner)
+    if db.execute(_INSERT_STEP_FENCED, params).rowcount == 1:
+        return WriteResult.OK
+    verdict = _fence_verdict(db, fence)
+    return WriteResult.DUPLICATE if verdict is WriteResult.OK else verdict
+
+
+class SQLiteStore:
+    """The :class:`~durakit.backends.protocol.SystemStore` on one SQLite file.
+
+    Safe for many threads of one process and many processes on one file (not on a
+    network file system, where SQLite's locks are unreliable). Call :meth:`migrate`
+    before first use.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self._path = os.fspath(path)
+        if self._path in ("", ":memory:"):
+            raise InitializationError(
+                "SQLiteStore needs a file (each thread has its own connection, and an "
+                "in-memory SQLite database is private to one); use MemoryStore instead"
+            )
+        self._pool = ConnectionPool(self._path)
+        self._connection = self._pool.connection
+        self._write = self._pool.write
+
+    # -- lifecycle -------------------------------------------------------------
+    def migrate(self) -> None:
+        """Create or upgrade the schema (see :mod:`durakit.backends.sqlite_schema`).
+
+        Raises :class:`InitializationError` if a newer durakit migrated the file.
+        """
+        with self._connection() as db:
+            sqlite_schema.migrate(db, self._path)
+
+    def close(self) -> None:
+        """Close every thread's connection, waiting for calls in flight to finish."""
+        self._pool.close()
+
+    # -- workflows -------------------------------------------------------------
+    def insert_workflow(self, new: NewWorkflow) -> InsertResult:
+        """Create the row unless the ID exists (see the protocol).
+
+        Raises :class:`QueueDeduplicatedError` if another workflow holds the same
+        (queue_name, deduplication_id); nothing is written then.
+        """
+        rec = record_from_new(new)
+        values = attrs.asdict(rec, recurse=False)
+        values["status"] = rec.status.value
+        values["authenticated_roles"] = _roles_to_db(rec.authenticated_roles)
+        params = tuple(values[c] for c in _NEW_COLUMNS)
+        with self._write() as db:
+            try:
+                created = db.execute(_INSERT_WORKFLOW, params).rowcount == 1
+            except sqlite3.IntegrityError as exc:
+                if "deduplication_id" not in str(exc):
+                    raise
+                raise QueueDeduplicatedError(
+                    f"workflow {new.workflow_id!r} not created: deduplication ID "
+                    f"{new.deduplication_id!r} is in use on queue {new.queue_name!r}",
+                    workflow_id=new.workflow_id,
+                    queue_name=new.queue_name,
+                    deduplication_id=new.deduplication_id,
+                ) from exc
+            if created:
+                return InsertResult(created=True, record=rec)
+            row = db.execute(
+                f"SELECT {_WF_SELECT} FROM workflows WHERE workflow_id = ?", (new.workflow_id,)
+            ).fetchone()
+        return InsertResult(created=False, record=_record(row))
+
+    def get_workflow(self, workflow_id: str) -> WorkflowRecord | None:
+        """The row with that ID, or None."""
+        with self._connection() as db:
+            row = db.execute(
+                f"SELECT {_WF_SELECT} FROM workflows WHERE workflow_id = ?", (workflow_id,)
+            ).fetchone()
+        return None if row is None else _record(row)
+
+    def list_workflows(self, query: WorkflowQuery) -> list[WorkflowRecord]:
+        """Rows matching every filter of ``query`` (the reference semantics of ``matches``)."""
+        where: list[str] = []
+        params: list[object] = []
+
+        def one_of(column: str, values: Sequence[str]) -> None:
+            where.append(f"{column} IN ({', '.join('?' * len(values))})")
+            params.extend(values)
+
+        def equals(column: str, value: object) -> None:
+            where.append(f"{column} = ?")
+            params.append(value)
+
+        q = query
+        if q.workflow_ids is not None:
+            one_of("workflow_id", q.workflow_ids)
+        if q.statuses is not None:
+            one_of("status", [s.value for s in q.statuses])
+        if q.name is not None:
+            equals("name", q.name)
+        if q.user is not None:
+            equals("authenticated_user", q.user)
+        if q.app_version is not None:
+            equals("application_version", q.app_version)
+        if q.executor_ids is not None:
+            one_of("executor_id", q.executor_ids)
+        if q.workflow_id_prefix is not None:
+            # Not LIKE: it is case-insensitive and treats % and _ as wildcards. The lower
+            # bound lets the primary key index narrow the scan.
+            where.append("workflow_id >= ? AND substr(workflow_id, 1, ?) = ?")
+            prefix = q.workflow_id_prefix
+            params.extend((prefix, len(prefix), prefix))
+        if q.queue_name is not None:
+            equals("queue_name", q.queue_name)
+        if q.queues_only:
+            where.append("queue_name IS NOT NULL")
+        if q.start_time is not None:
+            where.append("created_at >= ?")
+            params.append(q.start_time)
+        if q.end_time is not None:
+            where.append("created_at <= ?")
+            params.append(q.end_time)
+        blank: set[str] = set()
+        if not q.load_input:
+            blank.add("input")
+        if not q.load_output:
+            blank.update(("output", "error"))
+        columns = ", ".join("NULL" if c in blank else c for c in _WF_COLUMNS)
+        order = "DESC" if q.sort_desc else "ASC"
+        sql = (
+            f"SELECT {columns} FROM workflows WHERE {' AND '.join(where) or 'TRUE'} "
+            f"ORDER BY created_at {order}, workflow_id {order} LIMIT ? OFFSET ?"
+        )
+        params.extend((-1 if q.limit is None else q.limit, q.offset or 0))
+        with self._connection() as db:
+            rows = db.execute(sql, params).fetchall()
+        return [_record(r) for r in rows]
+
+    def finish_workflow(
+        self,
+        fence: Fence,
+        status: StatusType,
+        output: str | None,
+        error: str | None,
+        now_ms: int,
+    ) -> WriteResult:
+        """Record the final outcome, fenced; releases the deduplication ID."""
+        with self._write() as db:
+            changed = db.execute(
+                "UPDATE workflows SET status = ?, output = ?, error = ?, updated_at = ?, "
+                "deduplication_id = NULL "
+                "WHERE workflow_id = ? AND status = 'PENDING' AND owner = ?",
+                (status.value, output, error, now_ms, fence.workflow_id, fence.owner),
+            ).rowcount
+            return WriteResult.OK if changed == 1 else _fence_verdict(db, fence)
+
+    def transition_workflow(
+        self,
+        workflow_id: str,
+        *,
+        from_statuses: frozenset[StatusType],
+        to_status: StatusType,
+        now_ms: int,
+        new_owner: str | None = None,
+        executor_id: str | None = None,
+        bump_attempts: bool = False,
+        reset_attempts: bool = False,
+    ) -> WorkflowRecord | None:
+        """Compare-and-swap the status (see the protocol); the updated row or None."""
+        sources = sorted(s.value for s in from_statuses)
+        placeholders = ", ".join(f":s{i}" for i in range(len(sources)))
+        to_pending = to_status is StatusType.PENDING
+        # SET expressions all see the old row, so ``status <> 'PENDING'`` is the status
+        # before this update.
+        sql = (
+            "UPDATE workflows SET status = :to, updated_at = :now, "
+            "owner = coalesce(:owner, owner), executor_id = coalesce(:executor, executor_id), "
+            "attempts = CASE WHEN :reset THEN 1 WHEN :bump THEN attempts + 1 ELSE attempts END, "
+            "started_at = CASE WHEN :to_pending AND status <> 'PENDING' "
+            "    THEN :now ELSE started_at END, "
+            "deadline_ms = CASE WHEN :to_pending AND status <> 'PENDING' "
+            "    AND timeout_ms IS NOT NULL AND deadline_ms IS NULL "
+            "    THEN :now + timeout_ms ELSE deadline_ms END, "
+            "deduplication_id = CASE WHEN :to_finished THEN NULL ELSE deduplication_id END "
+            f"WHERE workflow_id = :id AND status IN ({placeholders}) "
+            f"RETURNING {_WF_SELECT}"
+        )
+        params: dict[str, object] = {
+            "to": to_status.value,
+            "now": now_ms,
+            "owner": new_owner,
+            "executor": executor_id,
+            "reset": reset_attempts,
+            "bump": bump_attempts,
+            "to_pending": to_pending,
+            "to_finished": to_status in FINISHED,
+            "id": workflow_id,
+        }
+        params.update({f"s{i}": s for i, s in enumerate(sources)})
+        with self._write() as db:
+            row = db.execute(sql, params).fetchone()
+        return None if row is None else _record(row)
+
+    # -- steps -----------------------------------------------------------------
+    def load_steps(self, workflow_id: str) -> list[StepRecord]:
+        """Every recorded step of the workflow, by ``step_id`` ascending."""
+        with self._connection() as db:
+            rows = db.execute(
+                f"SELECT {_STEP_SELECT} FROM steps WHERE workflow_id = ? ORDER BY step_id",
+                (workflow_id,),
+            ).fetchall()
+        return [_step(r) for r in rows]
+
+    def record_step(self, fence: Fence, step: StepRecord) -> WriteResult:
+        """Insert the checkpoint, fenced; DUPLICATE if the step ID is taken."""
+        with self._write() as db:
+            return _insert_step_fenced(db, fence, step)
+
+    def copy_steps(self, source_id: str, target_id: str, below_step: int) -> int:
+        """Copy the source's steps below ``below_step`` to the target, keeping existing ones."""
+        with self._write() as db:
+            copied: int = db.execute(
+                f"INSERT INTO steps (workflow_id, {_STEP_SELECT}) "
+                f"SELECT ?, {_STEP_SELECT} FROM steps WHERE workflow_id = ? AND step_id < ? "
+                "ON CONFLICT (workflow_id, step_id) DO NOTHING",
+                (target_id, source_id, below_step),
+            ).rowcount
+        return copied
+
+    # -- messages and events ---------------------------------------------------
+    def send_message(
+        self,
+        destination_id: str,
+        topic: str | None,
+        payload: str,
+        now_ms: int,
+        *,
+        sender: Fence | None = None,
+        sender_step: StepRecord | None = None,
+    ) -> WriteResult:
+        """Append a message; with a sender, record its step in the same transaction."""
+        with self._write() as db:
+            exists = db.execute(
+                "SELECT 1 FROM workflows WHERE workflow_id = ?", (destination_id,)
+            ).fetchone()
+            if exists is None:
+                return WriteResult.NOT_PENDING
+            if sender is not None and sender_step is not None:
+                verdict = _insert_step_fenced(db, sender, sender_step)
+                if verdict is not WriteResult.OK:
+                    return verdict
+            db.execute(
+                "INSERT INTO messages (destination_id, topic, payload, created_at) "
+                "VALUES (?, ?, ?, ?)",
+                (destination_id, topic, payload, now_ms),
+            )
+            return WriteResult.OK
+
+    def receive_message(
+        self, fence: Fence, step_id: int, step_name: str, topic: str | None, now_ms: int
+    ) -> tuple[WriteResult, str | None]:
+        """Consume the oldest message on ``topic`` and record it as step ``step_id``."""
+        wf = fence.workflow_id
+        with self._write() as db:
+            row = db.execute(
+                "DELETE FROM messages WHERE id = ("
+                "  SELECT id FROM messages WHERE destination_id = ? AND topic IS ?"
+                f"  AND {_FENCE} AND NOT EXISTS ("
+                "    SELECT 1 FROM steps WHERE workflow_id = ? AND step_id = ?)"
+                "  ORDER BY id LIMIT 1"
+                ") RETURNING payload",
+                (wf, topic, wf, fence.owner, wf, step_id),
+            ).fetchone()
+            if row is not None:
+                payload: str = row[0]
+                step = StepRecord(
+                    step_id=step_id,
+                    name=step_name,
+                    output=payload,
+                    started_at=now_ms,
+                    completed_at=now_ms,
+                )
+                db.execute(
+                    f"INSERT INTO steps (workflow_id, {_STEP_SELECT}) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    _step_params(wf, step),
+                )
+                return WriteResult.OK, payload
+            verdict = _fence_verdict(db, fence)
+            if verdict is not WriteResult.OK:
+                return verdict, None
+            waiting = db.execute(
+                "SELECT 1 FROM messages WHERE destination_id = ? AND topic IS ? LIMIT 1",
+                (wf, topic),
+            ).fetchone()
+            # A message waits, so the guard failed on the step: it is already recorded.
+            return (WriteResult.OK if waiting is None else WriteResult.DUPLICATE), None
+
+    def set_event(
+        self, fence: Fence, step: StepRecord, key: str, value: str, now_ms: int
+    ) -> WriteResult:
+        """Upsert the event (latest wins) and record ``step``, in one fenced transaction."""
+        with self._write() as db:
+            verdict = _insert_step_fenced(db, fence, step)
+            if verdict is WriteResult.OK:
+                db.execute(
+                    "INSERT INTO events (workflow_id, key, value, updated_at) "
+                    "VALUES (?, ?, ?, ?) ON CONFLICT (workflow_id, key) "
+                    "DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+                    (fence.workflow_id, key, value, now_ms),
+                )
+            return verdict
+
+    def get_event(self, workflow_id: str, key: str) -> str | None:
+        """The latest value of the event, or None if it was never set."""
+        with self._connection() as db:
+            row = db.execute(
+                "SELECT value FROM events WHERE workflow_id = ? AND key = ?", (workflow_id, key)
+            ).fetchone()
+        return None if row is None else str(row[0])
