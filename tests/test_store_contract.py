@@ -201,9 +201,7 @@ def test_get_missing_workflow_is_none(store: SystemStore) -> None:
     assert store.get_workflow("missing") is None
 
 
-def test_dedup_conflict_raises_and_writes_nothing(store: SystemStore, store_kind: str) -> None:
-    if store_kind == "memory":
-        pytest.skip("the protocol does not say yet; MemoryStore does not enforce it")
+def test_dedup_conflict_raises_and_writes_nothing(store: SystemStore) -> None:
     store.insert_workflow(new_wf("a", status=ENQUEUED, queue_name="q", deduplication_id="d"))
     with pytest.raises(QueueDeduplicatedError) as info:
         store.insert_workflow(new_wf("b", status=ENQUEUED, queue_name="q", deduplication_id="d"))
@@ -535,7 +533,7 @@ def test_move_to_pending_without_timeout_arms_no_deadline(store: SystemStore) ->
     assert (moved.started_at, moved.deadline_ms) == (5_000, None)
 
 
-def test_resume_restarts_but_keeps_an_existing_deadline(store: SystemStore) -> None:
+def test_resume_restarts_and_rearms_the_full_timeout(store: SystemStore) -> None:
     store.insert_workflow(new_wf(timeout_ms=100))
     store.transition_workflow(
         "wf", from_statuses=frozenset({PENDING}), to_status=CANCELLED, now_ms=1_200
@@ -545,7 +543,19 @@ def test_resume_restarts_but_keeps_an_existing_deadline(store: SystemStore) -> N
         new_owner="owner-2",
     )  # fmt: skip
     assert resumed is not None
-    assert (resumed.started_at, resumed.deadline_ms, resumed.owner) == (9_000, 1_100, "owner-2")
+    assert (resumed.started_at, resumed.deadline_ms, resumed.owner) == (9_000, 9_100, "owner-2")
+
+
+def test_resume_keeps_an_inherited_deadline_without_own_timeout(store: SystemStore) -> None:
+    store.insert_workflow(new_wf(deadline_ms=1_100))
+    store.transition_workflow(
+        "wf", from_statuses=frozenset({PENDING}), to_status=CANCELLED, now_ms=1_200
+    )
+    resumed = store.transition_workflow(
+        "wf", from_statuses=frozenset({CANCELLED}), to_status=PENDING, now_ms=9_000
+    )
+    assert resumed is not None
+    assert (resumed.started_at, resumed.deadline_ms) == (9_000, 1_100)
 
 
 @pytest.mark.parametrize("to_status", [CANCELLED, DEAD, SUCCESS, ERROR])

@@ -12,6 +12,7 @@ from collections import deque
 
 import attrs
 
+from durakit.core.errors import QueueDeduplicatedError
 from durakit.core.records import (
     Fence,
     InsertResult,
@@ -110,6 +111,19 @@ class MemoryStore:
             existing = self._workflows.get(new.workflow_id)
             if existing is not None:
                 return InsertResult(created=False, record=existing)
+            if new.deduplication_id is not None:
+                for other in self._workflows.values():
+                    if (other.queue_name, other.deduplication_id) == (
+                        new.queue_name,
+                        new.deduplication_id,
+                    ):
+                        raise QueueDeduplicatedError(
+                            f"workflow {new.workflow_id!r} not created: deduplication ID "
+                            f"{new.deduplication_id!r} is in use on queue {new.queue_name!r}",
+                            workflow_id=new.workflow_id,
+                            queue_name=new.queue_name,
+                            deduplication_id=new.deduplication_id,
+                        )
             rec = record_from_new(new)
             self._workflows[new.workflow_id] = rec
             return InsertResult(created=True, record=rec)
@@ -185,7 +199,7 @@ class MemoryStore:
                 changes["attempts"] = 1
             if to_status is StatusType.PENDING and rec.status is not StatusType.PENDING:
                 changes["started_at"] = now_ms
-                if rec.timeout_ms is not None and rec.deadline_ms is None:
+                if rec.timeout_ms is not None:
                     changes["deadline_ms"] = now_ms + rec.timeout_ms
             if to_status in FINISHED:
                 changes["deduplication_id"] = None

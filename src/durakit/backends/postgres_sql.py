@@ -140,7 +140,7 @@ class Statements:
                 started_at = CASE WHEN %(to_pending)s AND status <> 'PENDING'
                                   THEN %(now)s ELSE started_at END,
                 deadline_ms = CASE WHEN %(to_pending)s AND status <> 'PENDING'
-                                        AND timeout_ms IS NOT NULL AND deadline_ms IS NULL
+                                        AND timeout_ms IS NOT NULL
                                    THEN %(now)s + timeout_ms ELSE deadline_ms END,
                 deduplication_id = CASE WHEN %(finished)s THEN NULL
                                         ELSE deduplication_id END

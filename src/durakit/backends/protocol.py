@@ -39,6 +39,10 @@ class WorkflowStore(Protocol):
         created row is 1 and ``updated_at`` equals ``created_at``. A PENDING row gets
         ``started_at = created_at`` and, when ``timeout_ms`` is set and ``deadline_ms``
         is not, ``deadline_ms = created_at + timeout_ms``.
+
+        Raises QueueDeduplicatedError, writing nothing, when another workflow holds the
+        same ``(queue_name, deduplication_id)`` (IDs are released when a workflow
+        finishes).
         """
         ...
 
@@ -86,10 +90,13 @@ class WorkflowStore(Protocol):
         Returns the updated row, or None when the row is missing or its status did not
         match (nothing written). With ``new_owner`` the owner token is replaced (fencing
         out the previous execution); with ``executor_id`` the executor is replaced;
-        ``bump_attempts`` adds 1 to ``attempts``, ``reset_attempts`` sets it to 1. Moving
-        to PENDING from a status other than PENDING sets ``started_at = now_ms`` and arms
-        ``deadline_ms = now_ms + timeout_ms`` when a timeout is set and no deadline is.
-        Moving to a status in FINISHED clears the deduplication ID.
+        ``bump_attempts`` adds 1 to ``attempts``, ``reset_attempts`` sets it to 1 (and
+        wins if both are given). Moving to PENDING from a status other than PENDING (a
+        dequeue or a resume) sets ``started_at = now_ms`` and, when the workflow has a
+        timeout, re-arms ``deadline_ms = now_ms + timeout_ms`` (a resumed workflow that
+        had timed out gets its full timeout again; an inherited deadline without a
+        timeout of its own is kept). Moving to a status in FINISHED clears the
+        deduplication ID.
         """
         ...
 

@@ -291,7 +291,7 @@ class SQLiteStore:
             "started_at = CASE WHEN :to_pending AND status <> 'PENDING' "
             "    THEN :now ELSE started_at END, "
             "deadline_ms = CASE WHEN :to_pending AND status <> 'PENDING' "
-            "    AND timeout_ms IS NOT NULL AND deadline_ms IS NULL "
+            "    AND timeout_ms IS NOT NULL "
             "    THEN :now + timeout_ms ELSE deadline_ms END, "
             "deduplication_id = CASE WHEN :to_finished THEN NULL ELSE deduplication_id END "
             f"WHERE workflow_id = :id AND status IN ({placeholders}) "
