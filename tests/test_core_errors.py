@@ -42,7 +42,7 @@ SEED_ORDER = [
 def test_codes_keep_the_seed_order_then_durakit_additions() -> None:
     names = [code.name for code in ErrorCode]
     assert names[: len(SEED_ORDER)] == SEED_ORDER
-    assert names[len(SEED_ORDER) :] == ["TIMEOUT", "SERIALIZATION"]
+    assert names[len(SEED_ORDER) :] == ["TIMEOUT", "SERIALIZATION", "STORE_UNAVAILABLE"]
 
 
 @pytest.mark.parametrize("code", list(ErrorCode), ids=lambda c: c.name)

@@ -3,7 +3,8 @@
 Every store call is a function ``op(conn, retried)`` run by :meth:`RetryingPool.run`.
 Connection errors (lost or refused connections, a server restarting, too many clients,
 deadlocks) are retried with jittered exponential backoff until a time budget runs out;
-then the last ``psycopg`` error is raised. Any other error is raised at once.
+then :class:`~durakit.core.errors.StoreUnavailableError` is raised from the last
+``psycopg`` error. Any other error is raised at once.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from typing import Final, TypeVar
 import psycopg
 import psycopg_pool
 from psycopg.rows import TupleRow
+
+from durakit.core.errors import StoreUnavailableError
 
 T = TypeVar("T")
 Conn = psycopg.Connection[TupleRow]
@@ -76,8 +79,12 @@ class RetryingPool:
                     return op(conn, retried)
             except psycopg.Error as exc:
                 pause = delay * random.uniform(0.5, 1.0)  # noqa: S311 - jitter, not crypto
-                if not is_retryable(exc) or time.monotonic() + pause > deadline:
+                if not is_retryable(exc):
                     raise
+                if time.monotonic() + pause > deadline:
+                    raise StoreUnavailableError(
+                        f"Postgres unreachable for {self.retry_timeout:.0f} s: {exc}"
+                    ) from exc
                 logger.warning("durakit: Postgres call failed (%s); retrying", exc)
                 self._drop_dead_connections()
                 time.sleep(pause)

@@ -14,6 +14,7 @@ returned survives a power loss (``NORMAL`` would only survive a process crash).
 from __future__ import annotations
 
 import os
+import re
 import sqlite3
 import threading
 import weakref
@@ -22,6 +23,8 @@ from contextlib import contextmanager
 from typing import Final
 
 from sqlite_utils import Database
+
+from durakit.core.errors import StoreUnavailableError
 
 BUSY_TIMEOUT_S: Final = 30.0
 
@@ -62,6 +65,9 @@ def _after_fork_in_child() -> None:
 os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
+_UNAVAILABLE = re.compile(r"locked|busy|disk I/O|unable to open|readonly|disk is full", re.I)
+
+
 class ConnectionPool:
     """One connection per thread on the SQLite file at ``path``."""
 
@@ -74,6 +80,11 @@ class ConnectionPool:
     def _forget(self) -> None:
         self._local = threading.local()
         self._registry_lock = threading.Lock()
+        # Serializes this process's writers before BEGIN IMMEDIATE: a writer that finds
+        # the file locked by another connection sleeps in SQLite's busy handler (1 ms,
+        # then longer), whereas one waiting here wakes the moment the other commits.
+        # Other processes are still queued by the busy timeout.
+        self._write_lock = threading.Lock()
         self._connections: list[_Connection] = []
 
     @contextmanager
@@ -85,12 +96,19 @@ class ConnectionPool:
         with conn.lock:
             if conn.closed:
                 raise sqlite3.ProgrammingError("SQLiteStore is closed")
-            yield conn.db
+            try:
+                yield conn.db
+            except sqlite3.OperationalError as exc:
+                # Locked past the busy timeout, or the file cannot be read or written:
+                # the store is unavailable, which the engine handles apart from bugs.
+                if _UNAVAILABLE.search(str(exc)):
+                    raise StoreUnavailableError(f"SQLite file {self.path}: {exc}") from exc
+                raise
 
     @contextmanager
     def write(self) -> Iterator[Database]:
         """One ``BEGIN IMMEDIATE`` transaction: committed on return, rolled back on error."""
-        with self.connection() as db:
+        with self.connection() as db, self._write_lock:
             db.execute("BEGIN IMMEDIATE")
             try:
                 yield db

@@ -32,6 +32,7 @@ class ErrorCode(enum.Enum):
     QUEUE_DEDUPLICATED = 14
     TIMEOUT = 15
     SERIALIZATION = 16
+    STORE_UNAVAILABLE = 17
 
 
 class DurakitError(Exception):
@@ -175,6 +176,16 @@ class SerializationError(DurakitError, TypeError):
     code = ErrorCode.SERIALIZATION
 
 
+class StoreUnavailableError(DurakitError):
+    """The database could not be reached (or stayed locked) within the store's retry budget.
+
+    Inside a workflow this never reaches user code: the engine turns it into an
+    interruption, and the workflow stays PENDING to be recovered.
+    """
+
+    code = ErrorCode.STORE_UNAVAILABLE
+
+
 ERROR_CLASSES: dict[ErrorCode, type[DurakitError]] = {
     cls.code: cls
     for cls in (
@@ -194,6 +205,7 @@ ERROR_CLASSES: dict[ErrorCode, type[DurakitError]] = {
         QueueDeduplicatedError,
         DurakitTimeoutError,
         SerializationError,
+        StoreUnavailableError,
     )
 }
 
