@@ -239,7 +239,17 @@ class WorkflowContext:
             timeout=timeout,
             parent=None if detached else self,
         )
-        self._checkpoint(StepRecord(step_id=step_id, name=defn.name, child_workflow_id=child_id))
+        try:
+            self._checkpoint(
+                StepRecord(step_id=step_id, name=defn.name, child_workflow_id=child_id)
+            )
+        except WorkflowCancelledSignal:
+            # Cancelled after the child started but before this record: the cascade,
+            # which finds children through these records, could not see it.
+            child = engine.store.get_workflow(child_id)
+            if child is not None and child.parent_workflow_id == self.workflow_id:
+                engine.cancel_workflow(child_id)
+            raise
         return handle
 
     # -- messages, events, sleep ----------------------------------------------------
