@@ -27,6 +27,8 @@ from durakit.backends.protocol import PushNotifications, SystemStore
 from durakit.core.errors import (
     ConflictingWorkflowError,
     InitializationError,
+    StoreUnavailableError,
+    StoreUnavailableSignal,
     WorkflowCancelledSignal,
     WorkflowExecutionError,
     WorkflowInterrupted,
@@ -66,6 +68,11 @@ class Durakit(Control):
         bound = config.max_concurrent_workflows
         self._slots = threading.BoundedSemaphore(bound) if bound else None
         self._deadlines = DeadlineWatcher(self.clock, self._expire_quietly)
+        # Checked once: isinstance() against a runtime-checkable Protocol costs ~20 us.
+        self._tracker = self.clock if isinstance(self.clock, TracksWorkflows) else None
+        # Executions past their body, recording their outcome: a NOTIFY about them is
+        # (most likely) that outcome's own, and needs no cancellation check.
+        self._finishing: set[WorkflowContext] = set()
 
     # -- registration --------------------------------------------------------------
     def workflow(
@@ -171,7 +178,7 @@ class Durakit(Control):
     def _check_remote_cancel(self, workflow_id: str) -> None:
         with self._lock:
             running = self._active.get(workflow_id)
-        if running is None:
+        if running is None or running[0] in self._finishing:
             return
         record = self.store.get_workflow(workflow_id)
         if record is not None and record.status is StatusType.CANCELLED:
@@ -341,8 +348,8 @@ class Durakit(Control):
         with self._lock:
             self._active[record.workflow_id] = (ctx, outcome)
             self._threads.add(thread)
-        if isinstance(self.clock, TracksWorkflows):
-            self.clock.workflow_started()
+        if self._tracker is not None:
+            self._tracker.workflow_started()
         if record.deadline_ms is not None:
             self._deadlines.watch(record.workflow_id, record.deadline_ms / 1000)
         thread.start()
@@ -359,6 +366,11 @@ class Durakit(Control):
                 if self._slots is not None:
                     self._slots.release()
                     self.hub.notify(_SLOTS)
+        except (StoreUnavailableSignal, StoreUnavailableError):
+            outcome.set_unknown()
+            if not self._stopping:
+                self.log.warning("workflow %s paused: the store is unavailable", wid)
+                self._recover_later(wid)
         except WorkflowInterrupted:
             outcome.set_unknown()
         except BaseException:
@@ -378,12 +390,13 @@ class Durakit(Control):
                 if ours:
                     del self._active[wid]
                 self._threads.discard(threading.current_thread())
+                self._finishing.discard(ctx)
             if ours:
                 self._deadlines.unwatch(wid)
             self.hub.notify(f"wf:{wid}")
             CURRENT.reset(token)
-            if isinstance(self.clock, TracksWorkflows):
-                self.clock.workflow_finished()
+            if self._tracker is not None:
+                self._tracker.workflow_finished()
 
     def _take_slot(self) -> None:
         """Wait for a free slot under ``max_concurrent_workflows``, through the clock,
@@ -426,6 +439,7 @@ class Durakit(Control):
         outcome: Outcome,
     ) -> None:
         error_text = self.serializer.dumps_error(value) if status is StatusType.ERROR else None
+        self._finishing.add(ctx)
         verdict = self.store.finish_workflow(
             ctx.fence, status, output, error_text, now_ms(self.clock)
         )
@@ -437,7 +451,26 @@ class Durakit(Control):
             outcome.set_value(value)
 
     # -- recovery, cancellation, expiry ------------------------------------------------------
-    def recover_pending_workflows(self, executor_ids: list[str] | None = None) -> list[str]:
+    def _recover_later(self, workflow_id: str) -> None:
+        """Retry recovering one workflow whose execution stopped on a store outage, in
+        the background, until the store answers (or the engine stops)."""
+
+        def retry() -> None:
+            delay = 0.5
+            while not self._stopping:
+                time.sleep(delay)
+                try:
+                    self.recover_pending_workflows(workflow_ids=[workflow_id])
+                except StoreUnavailableError:
+                    delay = min(delay * 2, 10.0)
+                    continue
+                return
+
+        threading.Thread(target=retry, name=f"durakit-retry-{workflow_id}", daemon=True).start()
+
+    def recover_pending_workflows(
+        self, executor_ids: list[str] | None = None, *, workflow_ids: list[str] | None = None
+    ) -> list[str]:
         """Resume PENDING workflows of these executors (default: this one) and this
         application version. Each recovery counts an attempt; past the workflow's
         ``max_recovery_attempts`` it dead-letters. Returns the IDs recovered."""
@@ -445,6 +478,7 @@ class Durakit(Control):
         query = WorkflowQuery(
             statuses=(StatusType.PENDING,),
             executor_ids=tuple(executor_ids or [self.executor_id]),
+            workflow_ids=tuple(workflow_ids) if workflow_ids is not None else None,
             app_version=self.application_version,
             load_output=False,
         )

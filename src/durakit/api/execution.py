@@ -12,7 +12,7 @@ import contextvars
 import threading
 from collections.abc import Callable
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from durakit.api.clock import now_ms
 from durakit.api.handle import WorkflowHandle, seconds
@@ -24,6 +24,8 @@ from durakit.core.errors import (
     MaxStepRetriesExceededError,
     NonExistentWorkflowError,
     OwnershipLostSignal,
+    StoreUnavailableError,
+    StoreUnavailableSignal,
     WorkflowCancelledSignal,
     WorkflowInterrupted,
 )
@@ -37,6 +39,8 @@ if TYPE_CHECKING:
     from durakit.api.registry import WorkflowDef
 
 R = TypeVar("R")
+T = TypeVar("T")
+P = ParamSpec("P")
 
 CURRENT: contextvars.ContextVar[WorkflowContext | None] = contextvars.ContextVar(
     "durakit_current_workflow", default=None
@@ -90,6 +94,16 @@ class WorkflowContext:
         self._next_step += 1
         return step_id
 
+    def _call(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+        """Call the store (or the engine) on behalf of the body. An outage past the
+        store's retry budget becomes an interruption, never an exception the body could
+        catch or be recorded as failing with: the workflow stays PENDING and the engine
+        recovers it once the store answers again."""
+        try:
+            return fn(*args, **kwargs)
+        except StoreUnavailableError as exc:
+            raise StoreUnavailableSignal(self.workflow_id) from exc
+
     def _decide(self, step_id: int, name: str) -> Replay | None:
         decision = decide_step(self.workflow_id, step_id, name, self._recorded.get(step_id))
         return decision if isinstance(decision, Replay) else None
@@ -106,7 +120,7 @@ class WorkflowContext:
         """Raise the pending signal, expiring the workflow first if its deadline passed."""
         deadline = self._deadline
         if self.interrupt is None and deadline is not None and self._engine.clock.now() >= deadline:
-            self._engine.expire_workflow(self.workflow_id)
+            self._call(self._engine.expire_workflow, self.workflow_id)
             self.request_interrupt(WorkflowCancelledSignal(self.workflow_id))
         if self.interrupt is not None:
             raise self.interrupt
@@ -117,7 +131,7 @@ class WorkflowContext:
         return OwnershipLostSignal(self.workflow_id)
 
     def _checkpoint(self, step: StepRecord) -> None:
-        verdict = self._engine.store.record_step(self.fence, step)
+        verdict = self._call(self._engine.store.record_step, self.fence, step)
         if verdict is not WriteResult.OK:
             raise self._refused(verdict)
 
@@ -232,7 +246,8 @@ class WorkflowContext:
             return engine.handle_for(replay.record.child_workflow_id, defn.output_type)
         self.check_interrupt()
         child_id = workflow_id or f"{self.workflow_id}-{step_id}"
-        handle: WorkflowHandle[R] = engine.start_workflow(
+        handle: WorkflowHandle[R] = self._call(
+            engine.start_workflow,
             defn,
             args,
             workflow_id=child_id,
@@ -246,9 +261,9 @@ class WorkflowContext:
         except WorkflowCancelledSignal:
             # Cancelled after the child started but before this record: the cascade,
             # which finds children through these records, could not see it.
-            child = engine.store.get_workflow(child_id)
+            child = self._call(engine.store.get_workflow, child_id)
             if child is not None and child.parent_workflow_id == self.workflow_id:
-                engine.cancel_workflow(child_id)
+                self._call(engine.cancel_workflow, child_id)
             raise
         return handle
 
@@ -262,7 +277,8 @@ class WorkflowContext:
         engine = self._engine
         payload = engine.serializer.dumps_payload(message, what=f"message to {destination_id!r}")
         step = StepRecord(step_id=step_id, name=SEND, output=engine.serializer.dumps(None))
-        verdict = engine.store.send_message(
+        verdict = self._call(
+            engine.store.send_message,
             destination_id,
             topic,
             payload,
@@ -270,7 +286,10 @@ class WorkflowContext:
             sender=self.fence,
             sender_step=step,
         )
-        if verdict is WriteResult.NOT_PENDING and engine.store.get_workflow(destination_id) is None:
+        if (
+            verdict is WriteResult.NOT_PENDING
+            and self._call(engine.store.get_workflow, destination_id) is None
+        ):
             raise NonExistentWorkflowError(
                 f"cannot send to workflow {destination_id!r}: it does not exist",
                 workflow_id=self.workflow_id,
@@ -304,7 +323,7 @@ class WorkflowContext:
         """A sleep ends without a fenced write, so a cancel made by another process with
         no notification to this one (SQLite, a client) would go unseen until the next
         step had already run: read the status once when a real wait ends."""
-        record = self._engine.store.get_workflow(self.workflow_id)
+        record = self._call(self._engine.store.get_workflow, self.workflow_id)
         if record is not None and record.status is StatusType.CANCELLED:
             self.request_interrupt(WorkflowCancelledSignal(self.workflow_id))
         self.check_interrupt()
@@ -325,8 +344,13 @@ class WorkflowContext:
         with engine.hub.listening(f"msg:{self.workflow_id}", f"wf:{self.workflow_id}") as event:
             while True:
                 event.clear()
-                verdict, payload = engine.store.receive_message(
-                    self.fence, recv_id, RECV, topic, now_ms(engine.clock)
+                verdict, payload = self._call(
+                    engine.store.receive_message,
+                    self.fence,
+                    recv_id,
+                    RECV,
+                    topic,
+                    now_ms(engine.clock),
                 )
                 if verdict is not WriteResult.OK:
                     raise self._refused(verdict)
@@ -368,7 +392,9 @@ class WorkflowContext:
         engine = self._engine
         payload = engine.serializer.dumps_payload(value, what=f"event {key!r}")
         step = StepRecord(step_id=step_id, name=SET_EVENT, output=engine.serializer.dumps(None))
-        verdict = engine.store.set_event(self.fence, step, key, payload, now_ms(engine.clock))
+        verdict = self._call(
+            engine.store.set_event, self.fence, step, key, payload, now_ms(engine.clock)
+        )
         if verdict is not WriteResult.OK:
             raise self._refused(verdict)
         engine.hub.notify(f"evt:{self.workflow_id}")
@@ -388,7 +414,7 @@ class WorkflowContext:
         with engine.hub.listening(f"evt:{workflow_id}", f"wf:{self.workflow_id}") as event:
             while True:
                 event.clear()
-                payload = engine.store.get_event(workflow_id, key)
+                payload = self._call(engine.store.get_event, workflow_id, key)
                 if payload is not None:
                     self._checkpoint(StepRecord(step_id=get_id, name=GET_EVENT, output=payload))
                     return engine.serializer.loads(payload, type, what=f"event {key!r}")

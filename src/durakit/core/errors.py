@@ -234,3 +234,10 @@ class OwnershipLostSignal(WorkflowInterrupted):
 
     def __init__(self, workflow_id: str) -> None:
         super().__init__(workflow_id, "another execution owns it now")
+
+
+class StoreUnavailableSignal(WorkflowInterrupted):
+    """The store stayed unreachable past its retry budget: stop without an outcome."""
+
+    def __init__(self, workflow_id: str) -> None:
+        super().__init__(workflow_id, "the store is unavailable")
