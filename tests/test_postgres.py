@@ -29,7 +29,7 @@ from durakit.backends import MemoryStore, PushNotifications
 from durakit.backends.postgres import PostgresStore
 from durakit.backends.postgres_schema import SCHEMA_VERSION
 from durakit.backends.urls import mask_password, open_store
-from durakit.core.errors import InitializationError
+from durakit.core.errors import InitializationError, StoreUnavailableError
 from durakit.core.records import Fence, NewWorkflow, StepRecord, WorkflowQuery, WriteResult
 from durakit.core.status import StatusType
 from tests.pg import fresh_schema, postgres_url, require_postgres
@@ -403,9 +403,10 @@ def test_calls_give_up_after_the_retry_budget(pg: tuple[str, str]) -> None:
     store = PostgresStore(bad, schema, retry_timeout=0.5)
     try:
         started = time.monotonic()
-        with pytest.raises(psycopg.OperationalError):
+        with pytest.raises(StoreUnavailableError, match="unreachable") as info:
             store.get_workflow("wf")
         assert 0.4 < time.monotonic() - started < 10
+        assert isinstance(info.value.__cause__, psycopg.OperationalError)
     finally:
         store.close()
 
