@@ -49,6 +49,7 @@ class Client(Management):
         self.application_version = ""
         if isinstance(store, PushNotifications):
             store.subscribe(self.hub.notify)
+            self.hub.pushed = True
 
     @property
     def store(self) -> SystemStore:

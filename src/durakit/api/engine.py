@@ -129,6 +129,7 @@ class Durakit(Control):
         )
         if isinstance(self._store, PushNotifications):
             self._store.subscribe(self._on_notification)
+            self.hub.pushed = True
         self._launched = True
         self.recover_pending_workflows()
 

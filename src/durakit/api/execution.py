@@ -18,7 +18,6 @@ from durakit.api.clock import now_ms
 from durakit.api.handle import WorkflowHandle, seconds
 from durakit.api.serialization import declared_return_type
 from durakit.api.validation import check_text
-from durakit.api.waiting import Backoff
 from durakit.core.errors import (
     DurakitTimeoutError,
     MaxStepRetriesExceededError,
@@ -340,7 +339,7 @@ class WorkflowContext:
         engine = self._engine
         what = f"message on topic {topic!r}"
         wake: float | None = None
-        backoff = Backoff()
+        backoff = engine.hub.backoff()
         with engine.hub.listening(f"msg:{self.workflow_id}", f"wf:{self.workflow_id}") as event:
             while True:
                 event.clear()
@@ -410,7 +409,7 @@ class WorkflowContext:
         self.check_interrupt()
         engine = self._engine
         wake: float | None = None
-        backoff = Backoff()
+        backoff = engine.hub.backoff()
         with engine.hub.listening(f"evt:{workflow_id}", f"wf:{self.workflow_id}") as event:
             while True:
                 event.clear()

@@ -7,7 +7,6 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from durakit.api.status import WorkflowStatus
-from durakit.api.waiting import Backoff
 from durakit.core.errors import (
     AwaitedWorkflowCancelledError,
     DeadLetterQueueError,
@@ -131,7 +130,7 @@ class EngineHandle(Generic[R]):
 
     def _result_from_store(self, until: float | None, limit: float | None) -> R:
         engine = self._engine
-        backoff = Backoff()
+        backoff = engine.hub.backoff()
         with engine.hub.listening(f"wf:{self._workflow_id}") as event:
             while True:
                 event.clear()

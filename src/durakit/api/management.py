@@ -13,7 +13,7 @@ from durakit.api.registry import Registry
 from durakit.api.serialization import UNKNOWN, Serializer
 from durakit.api.status import StepInfo, WorkflowStatus, from_ms
 from durakit.api.validation import check_text
-from durakit.api.waiting import Backoff, WakeHub
+from durakit.api.waiting import WakeHub
 from durakit.core.errors import DurakitTimeoutError, NonExistentWorkflowError
 from durakit.core.records import NewWorkflow, StepRecord, WorkflowQuery, WorkflowRecord, WriteResult
 from durakit.core.status import StatusType, WorkflowEvent, sources, transition
@@ -206,7 +206,7 @@ class Management:
         """Wait up to ``timeout`` for the workflow's event; DurakitTimeoutError after."""
         check_text(workflow_id=workflow_id, key=key)
         until = self.clock.now() + (seconds(timeout) or 0.0)
-        backoff = Backoff()
+        backoff = self.hub.backoff()
         with self.hub.listening(f"evt:{workflow_id}") as event:
             while True:
                 event.clear()

@@ -9,6 +9,7 @@ truth, so a lost notification costs at most one fallback interval.
 
 from __future__ import annotations
 
+import random
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,6 +24,16 @@ class WakeHub:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._waiters: dict[str, set[threading.Event]] = {}
+        self.pushed = False  # set when the store pushes other processes' changes here
+
+    def backoff(self) -> Backoff:
+        """Fallback re-check intervals for one wait.
+
+        Where the store pushes notifications (Postgres), a re-check only covers a lost
+        one, so it can be rare: many waiters must not turn into a polling storm. Where it
+        does not (SQLite written by another process), it is how such writes are seen.
+        """
+        return Backoff(first=1.0, cap=10.0) if self.pushed else Backoff(first=0.01, cap=1.0)
 
     @contextmanager
     def listening(self, *keys: str) -> Iterator[threading.Event]:
@@ -54,8 +65,8 @@ class WakeHub:
 
 
 class Backoff:
-    """Fallback re-check intervals: short at first, then capped (jitter-free on purpose:
-    waiters are woken by notifications; this only bounds the cost of a lost one)."""
+    """Fallback re-check intervals: doubling from ``first`` up to ``cap``, each jittered
+    down by up to a fifth so that waiters that started together do not re-check together."""
 
     def __init__(self, first: float = 0.01, cap: float = 1.0) -> None:
         self._next = first
@@ -64,4 +75,4 @@ class Backoff:
     def next(self) -> float:
         current = self._next
         self._next = min(self._cap, self._next * 2)
-        return current
+        return current * random.uniform(0.8, 1.0)  # noqa: S311 - jitter, not secrecy
