@@ -15,6 +15,7 @@ from durakit.core.errors import (
     MaxStepRetriesExceededError,
     OwnershipLostSignal,
     SerializationError,
+    StoreUnavailableSignal,
     UnexpectedStepError,
     WorkflowCancelledSignal,
     WorkflowExecutionError,
@@ -122,6 +123,7 @@ def test_errors_are_caught_through_the_base_class() -> None:
     [
         (WorkflowCancelledSignal("wf-1"), "cancelled"),
         (OwnershipLostSignal("wf-1"), "another execution owns it now"),
+        (StoreUnavailableSignal("wf-1"), "the store is unavailable"),
         (WorkflowInterrupted("wf-1", "shutting down"), "shutting down"),
     ],
 )
