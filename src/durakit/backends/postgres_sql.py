@@ -215,10 +215,22 @@ class Statements:
         # the same topic takes the next message instead of coming back empty-handed. A
         # step already recorded at step_id makes the INSERT fail (no ON CONFLICT here on
         # purpose) and the whole statement, the DELETE included, rolls back.
+        #
+        # When no message waits (``c`` is empty), nothing is locked: the row lock of ``w``
+        # would assign a transaction ID, and its commit would wait for a WAL flush that
+        # guards nothing. The fence is then checked with a plain read; only a write needs
+        # the lock, and this statement writes nothing in that case.
         self.receive_message = f"""
-            WITH w AS (
+            WITH c AS (
+                SELECT 1 FROM {s}.messages
+                WHERE destination_id = %(wf)s
+                  AND (topic = %(topic)s::text OR (topic IS NULL AND %(topic)s::text IS NULL))
+                LIMIT 1
+            ),
+            w AS (
                 SELECT workflow_id FROM {s}.workflows
                 WHERE workflow_id = %(wf)s AND owner = %(owner)s AND status = 'PENDING'
+                  AND EXISTS (SELECT 1 FROM c)
                 FOR SHARE
             ),
             m AS (
@@ -242,7 +254,11 @@ class Statements:
                 FROM del
                 RETURNING output
             )
-            SELECT EXISTS (SELECT 1 FROM w), (SELECT output FROM ins)"""
+            SELECT CASE WHEN EXISTS (SELECT 1 FROM c) THEN EXISTS (SELECT 1 FROM w) ELSE EXISTS (
+                       SELECT 1 FROM {s}.workflows
+                       WHERE workflow_id = %(wf)s AND owner = %(owner)s AND status = 'PENDING'
+                   ) END,
+                   (SELECT output FROM ins)"""
 
         event_upsert = f"""
                 INSERT INTO {s}.events (workflow_id, key, value, updated_at)

@@ -33,8 +33,9 @@ class _Connection:
     """One thread's connection; ``lock`` lets :meth:`ConnectionPool.close` wait for it."""
 
     def __init__(self, path: str) -> None:
-        # check_same_thread=False only so that close() may close it from another thread;
-        # ``lock`` serializes that with the owning thread's use.
+        # check_same_thread=False so that close() may close it from another thread (``lock``
+        # serializes that with the owning thread's use), and so that a new thread may
+        # adopt it once its own thread has ended (one thread uses it at a time).
         conn = sqlite3.connect(
             path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
         )
@@ -118,17 +119,28 @@ class ConnectionPool:
                 raise
 
     def _open(self) -> _Connection:
+        # Every workflow runs on a thread of its own: adopting the connection of a thread
+        # that has ended saves opening one (~0.1 ms, plus a cold schema and statement
+        # cache) per workflow. Other ended threads' connections would otherwise stay open
+        # until close(): they are closed.
+        with self._registry_lock:
+            dead = [c for c in self._connections if not c.thread.is_alive()]
+            adopted = None if self._closed or not dead else dead.pop()
+            if adopted is not None:
+                adopted.thread = threading.current_thread()
+            self._connections = [c for c in self._connections if c not in dead]
+        for c in dead:
+            c.close()
+        if adopted is not None:
+            self._local.conn = adopted
+            return adopted
         conn = _Connection(self.path)
         with self._registry_lock:
             closed = self._closed
-            # Connections of threads that have ended would otherwise stay open until close().
-            dead = [c for c in self._connections if not c.thread.is_alive()]
             if not closed:
-                self._connections = [c for c in self._connections if c.thread.is_alive()]
                 self._connections.append(conn)
-        for c in [conn] if closed else dead:
-            c.close()
         if closed:
+            conn.close()
             raise sqlite3.ProgrammingError("SQLiteStore is closed")
         self._local.conn = conn
         return conn
