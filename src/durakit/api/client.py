@@ -5,15 +5,13 @@ from __future__ import annotations
 from types import TracebackType
 from typing import Any
 
-from durakit.api.clock import Clock, SystemClock, now_ms
+from durakit.api.clock import Clock, SystemClock
 from durakit.api.handle import EngineHandle
 from durakit.api.management import Management
 from durakit.api.registry import Registry
 from durakit.api.serialization import Serializer
 from durakit.api.waiting import WakeHub
 from durakit.backends.protocol import PushNotifications, SystemStore
-from durakit.core.records import WorkflowRecord
-from durakit.core.status import StatusType, WorkflowEvent, sources
 
 
 class Client(Management):
@@ -57,17 +55,6 @@ class Client(Management):
 
     def handle_for(self, workflow_id: str, output_type: Any) -> EngineHandle[Any]:
         return EngineHandle(self, workflow_id, output_type, None)
-
-    def _apply_stop(self, workflow_id: str, event: WorkflowEvent) -> WorkflowRecord | None:
-
-        updated = self.store.transition_workflow(
-            workflow_id,
-            from_statuses=sources(event),
-            to_status=StatusType.CANCELLED,
-            now_ms=now_ms(self.clock),
-        )
-        self.hub.notify(f"wf:{workflow_id}")
-        return updated
 
     def close(self) -> None:
         """Close the store if this client opened it."""

@@ -535,15 +535,9 @@ class Durakit(Control):
         self._apply_stop(workflow_id, WorkflowEvent.TIMEOUT)
 
     def _apply_stop(self, workflow_id: str, event: WorkflowEvent) -> WorkflowRecord | None:
-        updated = self.store.transition_workflow(
-            workflow_id,
-            from_statuses=sources(event),
-            to_status=StatusType.CANCELLED,
-            now_ms=now_ms(self.clock),
-        )
+        """As for the client, and a body running here stops at its next operation."""
         with self._lock:
             running = self._active.get(workflow_id)
         if running is not None:
             running[0].request_interrupt(WorkflowCancelledSignal(workflow_id))
-        self.hub.notify(f"wf:{workflow_id}")
-        return updated
+        return super()._apply_stop(workflow_id, event)

@@ -47,7 +47,17 @@ class Management:
         raise NotImplementedError
 
     def _apply_stop(self, workflow_id: str, event: WorkflowEvent) -> WorkflowRecord | None:
-        raise NotImplementedError
+        """Apply a stopping event (CANCEL, TIMEOUT) as a status compare-and-swap, and wake
+        whoever waits on the workflow. Returns the updated row, or None if it was not
+        in a status the event stops."""
+        updated = self.store.transition_workflow(
+            workflow_id,
+            from_statuses=sources(event),
+            to_status=transition(StatusType.PENDING, event),
+            now_ms=now_ms(self.clock),
+        )
+        self.hub.notify(f"wf:{workflow_id}")
+        return updated
 
     # -- reading --------------------------------------------------------------------------
     def _types(self, name: str) -> tuple[Any, Any]:
