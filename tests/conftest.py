@@ -16,6 +16,7 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 from durakit.backends import MemoryStore, SystemStore
+from tests.waiting_support import Engines
 
 settings.register_profile(
     "ci", derandomize=True, deadline=None, suppress_health_check=[HealthCheck.too_slow]
@@ -86,3 +87,11 @@ def store_factory(store_kind: str, tmp_path: Path) -> Iterator[StoreFactory]:
 @pytest.fixture
 def store(store_factory: StoreFactory) -> SystemStore:
     return store_factory()
+
+
+@pytest.fixture
+def engines(store_factory: StoreFactory) -> Iterator[Engines]:
+    """Engines on one database (tests/waiting_support.py); all closed at teardown."""
+    made = Engines(store_factory)
+    yield made
+    made.close()

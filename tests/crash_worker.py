@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 
 import durakit as dk
+from tests.worker_support import append_line, worker_app
 
 APP_NAME = "crash-test"
 APP_VERSION = "crash-v1"
@@ -64,24 +65,12 @@ def main(argv: list[str] | None = None) -> int:
         for n in range(steps)
     }
 
-    app = dk.Durakit(
-        dk.Config(
-            app_name=APP_NAME,
-            database_url=args.db,
-            database_schema=args.schema,
-            application_version=APP_VERSION,
-        )
-    )
+    app = worker_app(app_name=APP_NAME, db=args.db, schema=args.schema, version=APP_VERSION)
 
     def side_effect(index: int, wid: str, n: int) -> str:
         half = durations[index, n] / 2
         time.sleep(half)
-        fd = os.open(effects, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        try:
-            os.write(fd, f"{wid} {n} {pid}\n".encode())
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        append_line(effects, f"{wid} {n} {pid}")
         time.sleep(half)
         return step_output(index, n, pid)
 

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import durakit as dk
+from tests.worker_support import append_line, worker_app
 
 APP_NAME = "pg-restart"
 APP_VERSION = "pg-restart-v1"
@@ -106,25 +107,18 @@ def main(argv: list[str] | None = None) -> int:
     # body returned: the outcome's commit, then a NOTIFY (or a fallback re-check).
     wake_latencies: list[float] = []
 
-    app = dk.Durakit(
-        dk.Config(
-            app_name=APP_NAME,
-            database_url=args.db,
-            database_schema=args.schema,
-            application_version=APP_VERSION,
-            executor_id="restart-exec",
-        )
+    app = worker_app(
+        app_name=APP_NAME,
+        db=args.db,
+        schema=args.schema,
+        version=APP_VERSION,
+        executor_id="restart-exec",
     )
 
     def side_effect(wid: str, n: int) -> str:
         nonce = uuid.uuid4().hex[:12]
         time.sleep(half * random.uniform(0.2, 1.8))
-        fd = os.open(effects, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        try:
-            os.write(fd, f"{wid} {n} {pid} {nonce}\n".encode())
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        append_line(effects, f"{wid} {n} {pid} {nonce}")
         time.sleep(half * random.uniform(0.2, 1.8))
         with lock:
             step_ended[wid, n] = time.monotonic()

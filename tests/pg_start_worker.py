@@ -46,6 +46,7 @@ import psycopg_pool
 
 import durakit as dk
 from durakit.backends.postgres import PostgresStore
+from tests.worker_support import append_line
 
 APP_NAME = "pg-processes"
 APP_VERSION = "pg-processes-v1"
@@ -55,17 +56,6 @@ POOL_SIZE = 8
 
 def workflow_id(prefix: str, index: int) -> str:
     return f"{prefix}-{index:03d}"
-
-
-def append(path: Path, line: str) -> None:
-    """One ``write`` of a whole line on an O_APPEND descriptor, fsync'd: lines never tear
-    or interleave, and a line written before a SIGKILL is in the file."""
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        os.write(fd, f"{line}\n".encode())
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -105,14 +95,14 @@ def main(argv: list[str] | None = None) -> int:
         # Jittered, so that the workflows drift apart and a kill finds them at every
         # point of a step: before its side effect, or between it and the checkpoint.
         time.sleep(half * random.uniform(0.2, 1.8))
-        append(effects, f"step {wid} {n} {pid} {nonce}")
+        append_line(effects, f"step {wid} {n} {pid} {nonce}")
         time.sleep(half * random.uniform(0.2, 1.8))
         return f"{n}@{pid}/{nonce}"
 
     @app.workflow(name=WORKFLOW_NAME)
     def chain(ctx: dk.Context) -> list[str]:
         wid = ctx.workflow_id
-        append(effects, f"body {wid} - {pid} -")
+        append_line(effects, f"body {wid} - {pid} -")
         return [
             ctx.run_step(functools.partial(side_effect, wid, n), name=f"step_{n}")
             for n in range(steps)

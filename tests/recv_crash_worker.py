@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 import durakit as dk
+from tests.worker_support import append_line, worker_app
 
 APP_NAME = "recv-crash"
 APP_VERSION = "recv-crash-v1"
@@ -53,25 +54,18 @@ def main(argv: list[str] | None = None) -> int:
     every: int = args.block_every
 
     def handle(message: str) -> None:
-        fd = os.open(folder / "handled.log", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        try:
-            os.write(fd, f"{message} {pid}\n".encode())
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        append_line(folder / "handled.log", f"{message} {pid}")
         marker = folder / f"{message}.marker"
         if blocks(message, every) and not marker.exists():
             marker.write_text(str(pid))
             time.sleep(120)  # the parent kills us here
 
-    app = dk.Durakit(
-        dk.Config(
-            app_name=APP_NAME,
-            database_url=args.db,
-            database_schema=args.schema,
-            application_version=APP_VERSION,
-            executor_id="recv-worker",
-        )
+    app = worker_app(
+        app_name=APP_NAME,
+        db=args.db,
+        schema=args.schema,
+        version=APP_VERSION,
+        executor_id="recv-worker",
     )
 
     @app.workflow(name="receiver")

@@ -9,7 +9,7 @@ cascades to attached children. Resume continues from the last completed step.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any, cast
 
@@ -36,13 +36,6 @@ DAY = timedelta(days=1)
 CANCELLED = dk.StatusType.CANCELLED
 PENDING = dk.StatusType.PENDING
 SUCCESS = dk.StatusType.SUCCESS
-
-
-@pytest.fixture
-def engines(store_factory: StoreFactory) -> Iterator[Engines]:
-    made = Engines(store_factory)
-    yield made
-    made.close()
 
 
 def assert_cancelled(handle: dk.WorkflowHandle[Any]) -> None:

@@ -29,10 +29,8 @@ incarnation ``i-1``, with ``c`` checkpointed steps):
 from __future__ import annotations
 
 import random
-import select
 import signal
 import subprocess
-import sys
 import time
 from collections import defaultdict
 from collections.abc import Iterator
@@ -44,13 +42,20 @@ import pytest
 
 import durakit as dk
 from tests.crash_worker import APP_NAME, step_output, workflow_id
+from tests.proc_support import (
+    Backend,
+    open_backend,
+    start_worker,
+    tag_url,
+    wait_for_line,
+    wait_sessions_gone,
+)
 
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs POSIX SIGKILL"),
 ]
 
-WORKER = Path(__file__).with_name("crash_worker.py")
 WORKFLOWS = 40
 STEPS = 10
 STEP_SECONDS = 0.15  # mean step duration: a run is ~1.5 s of steps, kills come sooner
@@ -91,23 +96,11 @@ class Incarnation:
     after: Snapshot
 
 
-@attrs.frozen(kw_only=True)
-class Backend:
-    url: str
-    schema: str
-
-
 # -- backends --------------------------------------------------------------------------------
 @pytest.fixture(params=["sqlite", "postgres"])
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
-    if request.param == "sqlite":
-        yield Backend(url=f"sqlite:///{tmp_path / 'crash.db'}", schema="durakit")
-        return
-    from tests import pg
-
-    # Skips when Postgres is unreachable (fails under CI=true); a schema of its own.
-    with pg.fresh_schema() as (url, schema):
-        yield Backend(url=url, schema=schema)
+    with open_backend(request.param, tmp_path / "crash.db") as made:
+        yield made
 
 
 # -- running workers -------------------------------------------------------------------------
@@ -115,13 +108,11 @@ def _start_worker(
     backend: Backend, effects: Path, number: int, log: IO[bytes]
 ) -> subprocess.Popen[bytes]:
     url = backend.url
-    if url.startswith(("postgresql://", "postgres://")):
-        # Tag the worker's connections, so the parent can wait for the server to drop them.
-        url += ("&" if "?" in url else "?") + f"application_name=crash-worker-{number}"
-    return subprocess.Popen(
+    if backend.postgres:
+        url = tag_url(url, f"crash-worker-{number}")
+    return start_worker(
+        "crash_worker",
         [
-            sys.executable,
-            str(WORKER),
             f"--db={url}",
             f"--schema={backend.schema}",
             f"--effects={effects}",
@@ -130,45 +121,13 @@ def _start_worker(
             f"--step-seconds={STEP_SECONDS}",
             f"--seed={SEED + number}",
         ],
-        stdout=subprocess.PIPE,
         stderr=log,
     )
 
 
-def _wait_launched(proc: subprocess.Popen[bytes], log_path: Path) -> None:
-    assert proc.stdout is not None
-    deadline = time.monotonic() + LAUNCH_TIMEOUT
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([proc.stdout], [], [], 0.05)
-        if ready:
-            line = proc.stdout.readline()
-            if line.strip() == b"launched":
-                return
-            if not line:
-                break
-    pytest.fail(
-        f"worker {proc.pid} did not launch (exit code {proc.poll()}):\n{log_path.read_text()}"
-    )
-
-
 def _wait_gone(backend: Backend, number: int) -> None:
-    """After a SIGKILL, a Postgres backend may still be finishing the dead worker's
-    transaction (a COMMIT sent just before the kill). Wait until its sessions are gone."""
-    if backend.url.startswith("sqlite:"):
-        return  # the worker committed (or not) itself; a dead process changes nothing
-    import psycopg
-
-    deadline = time.monotonic() + 30.0
-    with psycopg.connect(backend.url, autocommit=True) as conn:
-        while time.monotonic() < deadline:
-            row = conn.execute(
-                "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s",
-                (f"crash-worker-{number}",),
-            ).fetchone()
-            if row is not None and row[0] == 0:
-                return
-            time.sleep(0.02)
-    pytest.fail(f"the sessions of killed worker {number} did not go away")
+    if backend.postgres:  # on SQLite a dead worker committed (or not) itself
+        wait_sessions_gone(backend.url, f"crash-worker-{number}", 30.0, number)
 
 
 def _snapshot(observer: dk.Durakit) -> Snapshot:
@@ -238,7 +197,7 @@ def _crash_and_restart(backend: Backend, tmp_path: Path) -> tuple[list[Incarnati
                             kill_point, delay = "start-up", rng.uniform(0.0, 0.8)
                         else:
                             kill_point, delay = "running", rng.uniform(0.02, 0.3)
-                            _wait_launched(proc, log_path)
+                            wait_for_line(proc, b"launched", log_path, LAUNCH_TIMEOUT)
                         time.sleep(delay)
                         proc.send_signal(signal.SIGKILL)
                         proc.wait()

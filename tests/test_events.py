@@ -4,7 +4,6 @@ recorded get_event replays its value, typed events, durable timeouts (every stor
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -19,18 +18,10 @@ from tests.waiting_support import (
     T0,
     Engines,
     Order,
-    StoreFactory,
     settled,
     step_names,
     wait_for_step,
 )
-
-
-@pytest.fixture
-def engines(store_factory: StoreFactory) -> Iterator[Engines]:
-    made = Engines(store_factory)
-    yield made
-    made.close()
 
 
 def test_the_latest_value_wins(engines: Engines) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -21,19 +20,11 @@ from tests.waiting_support import (
     T0,
     Engines,
     Order,
-    StoreFactory,
     ms,
     settled,
     step_names,
     wait_for_step,
 )
-
-
-@pytest.fixture
-def engines(store_factory: StoreFactory) -> Iterator[Engines]:
-    made = Engines(store_factory)
-    yield made
-    made.close()
 
 
 def drain(ctx: dk.Context, topic: str | None = None) -> list[Any]:

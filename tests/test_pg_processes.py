@@ -22,7 +22,6 @@ import json
 import select
 import signal
 import subprocess
-import sys
 import time
 import uuid
 from collections import Counter, defaultdict
@@ -31,19 +30,18 @@ from types import TracebackType
 from typing import IO, Any
 
 import attrs
-import psycopg
 import pytest
 
 import durakit as dk
 from tests import pg
 from tests.pg_start_worker import workflow_id
+from tests.proc_support import start_worker, tag_url, wait_sessions_gone
 
 pytestmark = [
     pytest.mark.postgres,
     pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs POSIX SIGKILL"),
 ]
 
-WORKER = Path(__file__).with_name("pg_start_worker.py")
 IDS = 20  # workflow IDs per round
 RACE_ROUNDS = 3  # the race is repeated on fresh IDs: 60 contested starts in all
 RACE_STEPS = 3
@@ -63,15 +61,11 @@ class Worker:
         # Tag the worker's sessions, so that after a SIGKILL the test can wait for the
         # server to drop them (a COMMIT sent just before the kill may still be running).
         self.tag = f"pgproc-{name}-{uuid.uuid4().hex[:8]}"
-        tagged = url + ("&" if "?" in url else "?") + f"application_name={self.tag}"
         self.log_path = tmp_path / f"worker-{name}.log"
         self._log: IO[bytes] = self.log_path.open("wb")
-        argv = [sys.executable, str(WORKER), f"--db={tagged}", f"--schema={schema}"]
-        argv.append(f"--effects={effects}")
+        argv = [f"--db={tag_url(url, self.tag)}", f"--schema={schema}", f"--effects={effects}"]
         argv += [f"--{key.replace('_', '-')}={value}" for key, value in options.items()]
-        self.proc = subprocess.Popen(
-            argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log
-        )
+        self.proc = start_worker("pg_start_worker", argv, stdin=subprocess.PIPE, stderr=self._log)
         self.pid = self.proc.pid
 
     def __enter__(self) -> Worker:
@@ -131,17 +125,7 @@ class Worker:
         """SIGKILL, then wait until the server has dropped the worker's sessions."""
         self.proc.send_signal(signal.SIGKILL)
         self.proc.wait()
-        deadline = time.monotonic() + 30.0
-        with psycopg.connect(url, autocommit=True) as conn:
-            while time.monotonic() < deadline:
-                row = conn.execute(
-                    "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s",
-                    (self.tag,),
-                ).fetchone()
-                if row is not None and row[0] == 0:
-                    return
-                time.sleep(0.02)
-        pytest.fail(f"the sessions of killed worker {self.pid} did not go away")
+        wait_sessions_gone(url, self.tag, 30.0, self.pid)
 
 
 # -- what happened -------------------------------------------------------------------------

@@ -29,7 +29,6 @@ import os
 import select
 import shutil
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -47,10 +46,10 @@ from psycopg.conninfo import conninfo_to_dict
 import durakit as dk
 from tests import pg
 from tests.pg_restart_worker import workflow_id
+from tests.proc_support import start_worker
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
-WORKER = Path(__file__).with_name("pg_restart_worker.py")
 WORKFLOWS = 240
 FIRST_WAVE = 200
 STEPS = 12
@@ -268,10 +267,9 @@ def test_workflows_survive_postgres_restarts(tmp_path: Path) -> None:
         pg.fresh_schema() as (url, schema),
         log_path.open("wb") as log,
     ):
-        child = subprocess.Popen(
+        child = start_worker(
+            "pg_restart_worker",
             [
-                sys.executable,
-                str(WORKER),
                 f"--db={url}",
                 f"--schema={schema}",
                 f"--effects={effects}",
@@ -281,7 +279,6 @@ def test_workflows_survive_postgres_restarts(tmp_path: Path) -> None:
                 f"--step-seconds={STEP_SECONDS}",
                 f"--trickle-seconds={TRICKLE_SECONDS}",
             ],
-            stdout=subprocess.PIPE,
             stderr=log,
         )
         try:

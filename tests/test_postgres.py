@@ -30,37 +30,16 @@ from durakit.backends.postgres import PostgresStore
 from durakit.backends.postgres_schema import SCHEMA_VERSION
 from durakit.backends.urls import mask_password, open_store
 from durakit.core.errors import InitializationError, StoreUnavailableError
-from durakit.core.records import Fence, NewWorkflow, StepRecord, WorkflowQuery, WriteResult
+from durakit.core.records import StepRecord, WorkflowQuery, WriteResult
 from durakit.core.status import StatusType
 from tests.pg import fresh_schema, postgres_url, require_postgres
+from tests.records_support import fence, new_wf, run_threads, step
 
 PENDING = StatusType.PENDING
 CANCELLED = StatusType.CANCELLED
 SUCCESS = StatusType.SUCCESS
-OWNER = "owner-1"
 
 MakeStore = Callable[..., PostgresStore]
-
-
-def new_wf(workflow_id: str = "wf", owner: str | None = OWNER) -> NewWorkflow:
-    return NewWorkflow(
-        workflow_id=workflow_id,
-        name="checkout",
-        status=PENDING,
-        input='{"n": 1}',
-        executor_id="exec-a",
-        application_version="v1",
-        owner=owner,
-        created_at=1_000,
-    )
-
-
-def fence(workflow_id: str = "wf", owner: str = OWNER) -> Fence:
-    return Fence(workflow_id=workflow_id, owner=owner)
-
-
-def step(step_id: int, name: str = "step", output: str | None = None) -> StepRecord:
-    return StepRecord(step_id=step_id, name=name, output=output)
 
 
 @pytest.fixture
@@ -115,26 +94,6 @@ def schema_version(url: str, schema: str) -> int:
         row = conn.execute(query).fetchone()
     assert row is not None
     return int(row[0])
-
-
-def run_threads(count: int, target: Callable[[int], None]) -> None:
-    """Run ``target(i)`` on ``count`` threads released together; re-raise any failure."""
-    barrier = threading.Barrier(count)
-    errors: list[BaseException] = []
-
-    def body(i: int) -> None:
-        try:
-            barrier.wait()
-            target(i)
-        except BaseException as exc:
-            errors.append(exc)
-
-    threads = [threading.Thread(target=body, args=(i,)) for i in range(count)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert errors == []
 
 
 pytestmark = pytest.mark.postgres

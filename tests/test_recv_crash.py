@@ -15,10 +15,8 @@ ran twice (killed once, then again with the same message after recovery).
 
 from __future__ import annotations
 
-import select
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections import Counter
@@ -26,10 +24,17 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
-import attrs
 import pytest
 
 import durakit as dk
+from tests.proc_support import (
+    Backend,
+    open_backend,
+    start_worker,
+    tag_url,
+    wait_for_line,
+    wait_sessions_gone,
+)
 from tests.recv_crash_worker import RECEIVER_ID, TOPIC, blocks, message_name
 
 pytestmark = [
@@ -37,86 +42,35 @@ pytestmark = [
     pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs POSIX SIGKILL"),
 ]
 
-WORKER = Path(__file__).with_name("recv_crash_worker.py")
 MESSAGES = 16
 BLOCK_EVERY = 4  # messages 0, 4, 8, 12 block once: four kills
 MAX_WORKERS = MESSAGES // BLOCK_EVERY + 3
 TIMEOUT = 60.0
 
 
-@attrs.frozen(kw_only=True)
-class Backend:
-    url: str
-    schema: str
-
-    @property
-    def postgres(self) -> bool:
-        return self.url.startswith(("postgresql://", "postgres://"))
-
-
 @pytest.fixture(params=["sqlite", "postgres"])
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
-    if request.param == "sqlite":
-        yield Backend(url=f"sqlite:///{tmp_path / 'recv.db'}", schema="durakit")
-        return
-    from tests import pg
-
-    with pg.fresh_schema() as (url, schema):
-        yield Backend(url=url, schema=schema)
+    with open_backend(request.param, tmp_path / "recv.db") as made:
+        yield made
 
 
-def start_worker(
+def start_recv_worker(
     backend: Backend, folder: Path, number: int, log: IO[bytes]
 ) -> subprocess.Popen[bytes]:
     url = backend.url
     if backend.postgres:  # tag its sessions, so the parent can wait for them to end
-        url += ("&" if "?" in url else "?") + f"application_name=recv-worker-{number}"
-    return subprocess.Popen(
+        url = tag_url(url, f"recv-worker-{number}")
+    return start_worker(
+        "recv_crash_worker",
         [
-            sys.executable,
-            str(WORKER),
             f"--db={url}",
             f"--schema={backend.schema}",
             f"--dir={folder}",
             f"--messages={MESSAGES}",
             f"--block-every={BLOCK_EVERY}",
         ],
-        stdout=subprocess.PIPE,
         stderr=log,
     )
-
-
-def wait_started(proc: subprocess.Popen[bytes], log_path: Path) -> None:
-    assert proc.stdout is not None
-    deadline = time.monotonic() + TIMEOUT
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([proc.stdout], [], [], 0.05)
-        if ready:
-            line = proc.stdout.readline()
-            if line.strip() == b"started":
-                return
-            if not line:
-                break
-    pytest.fail(f"worker {proc.pid} did not start (exit {proc.poll()}):\n{log_path.read_text()}")
-
-
-def wait_sessions_gone(backend: Backend, number: int) -> None:
-    """A killed worker's Postgres sessions may outlive it for a moment; wait them out."""
-    if not backend.postgres:
-        return
-    import psycopg
-
-    deadline = time.monotonic() + TIMEOUT
-    with psycopg.connect(backend.url, autocommit=True) as conn:
-        while time.monotonic() < deadline:
-            row = conn.execute(
-                "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s",
-                (f"recv-worker-{number}",),
-            ).fetchone()
-            if row is not None and row[0] == 0:
-                return
-            time.sleep(0.02)
-    pytest.fail(f"the sessions of killed worker {number} did not go away")
 
 
 def test_a_killed_receiver_gets_every_message_exactly_once(
@@ -141,9 +95,9 @@ def test_a_killed_receiver_gets_every_message_exactly_once(
         for number in range(MAX_WORKERS):
             log_path = tmp_path / f"worker-{number}.log"
             with log_path.open("wb") as log:
-                proc = start_worker(backend, tmp_path, number, log)
+                proc = start_recv_worker(backend, tmp_path, number, log)
                 try:
-                    wait_started(proc, log_path)
+                    wait_for_line(proc, b"started", log_path, TIMEOUT)
                     if number == 0:
                         sender.start()
                     deadline = time.monotonic() + TIMEOUT
@@ -162,7 +116,8 @@ def test_a_killed_receiver_gets_every_message_exactly_once(
                     proc.wait()
                     if proc.stdout is not None:
                         proc.stdout.close()
-            wait_sessions_gone(backend, number)
+            if backend.postgres:  # a killed worker's sessions may outlive it for a moment
+                wait_sessions_gone(backend.url, f"recv-worker-{number}", TIMEOUT, number)
             if proc.returncode != -signal.SIGKILL:
                 assert proc.returncode == 0, log_path.read_text()
                 break

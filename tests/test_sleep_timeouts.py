@@ -8,7 +8,6 @@ re-armed after recovery; its expiry cancels the workflow, even one busy in a ste
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from datetime import datetime, timedelta
 
 import pytest
@@ -21,7 +20,6 @@ from tests.waiting_support import (
     T0,
     BlockingStep,
     Engines,
-    StoreFactory,
     ms,
     settled,
     status_of,
@@ -32,13 +30,6 @@ from tests.waiting_support import (
 HOUR = timedelta(hours=1)
 DAY = timedelta(days=1)
 CANCELLED = dk.StatusType.CANCELLED
-
-
-@pytest.fixture
-def engines(store_factory: StoreFactory) -> Iterator[Engines]:
-    made = Engines(store_factory)
-    yield made
-    made.close()
 
 
 # -- sleep ----------------------------------------------------------------------------------

@@ -21,15 +21,14 @@ import pytest
 from durakit.backends import SystemStore
 from durakit.core.errors import InitializationError, QueueDeduplicatedError
 from durakit.core.records import (
-    Fence,
     InsertResult,
     NewWorkflow,
-    StepRecord,
     WorkflowQuery,
     WorkflowRecord,
     WriteResult,
 )
 from durakit.core.status import StatusType
+from tests.records_support import OWNER, fence, new_wf, run_threads, step
 
 StoreFactory = Callable[[], SystemStore]
 
@@ -40,56 +39,11 @@ ERROR = StatusType.ERROR
 CANCELLED = StatusType.CANCELLED
 DEAD = StatusType.MAX_RECOVERY_ATTEMPTS_EXCEEDED
 
-OWNER = "owner-1"
-
-
-def new_wf(workflow_id: str = "wf", **changes: Any) -> NewWorkflow:
-    """A PENDING workflow owned by OWNER, created at t=1000; ``changes`` override fields."""
-    base = NewWorkflow(
-        workflow_id=workflow_id,
-        name="checkout",
-        status=PENDING,
-        input='{"n": 1}',
-        executor_id="exec-a",
-        application_version="v1",
-        owner=OWNER,
-        created_at=1_000,
-    )
-    return attrs.evolve(base, **changes)
-
-
-def fence(workflow_id: str = "wf", owner: str = OWNER) -> Fence:
-    return Fence(workflow_id=workflow_id, owner=owner)
-
-
-def step(step_id: int, name: str = "step", **changes: Any) -> StepRecord:
-    return StepRecord(step_id=step_id, name=name, **changes)
-
 
 def get(store: SystemStore, workflow_id: str = "wf") -> WorkflowRecord:
     rec = store.get_workflow(workflow_id)
     assert rec is not None
     return rec
-
-
-def run_threads(count: int, target: Callable[[int], None]) -> None:
-    """Start ``count`` threads that call ``target(i)`` together (behind a barrier)."""
-    barrier = threading.Barrier(count)
-    errors: list[BaseException] = []
-
-    def body(i: int) -> None:
-        try:
-            barrier.wait()
-            target(i)
-        except BaseException as exc:
-            errors.append(exc)
-
-    threads = [threading.Thread(target=body, args=(i,)) for i in range(count)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert errors == []
 
 
 # -- insert_workflow / get_workflow ------------------------------------------------
