@@ -18,7 +18,7 @@ from durakit.api.context import Context
 from durakit.api.deadlines import DeadlineWatcher
 from durakit.api.execution import CURRENT, WorkflowContext
 from durakit.api.handle import EngineHandle, Outcome, WorkflowHandle, seconds
-from durakit.api.management import Control
+from durakit.api.recovery import Recovery
 from durakit.api.registry import Registry, WorkflowDef
 from durakit.api.serialization import Serializer
 from durakit.api.validation import check_text
@@ -27,27 +27,22 @@ from durakit.backends.protocol import PushNotifications, SystemStore
 from durakit.core.errors import (
     ConflictingWorkflowError,
     InitializationError,
-    StoreUnavailableError,
-    StoreUnavailableSignal,
-    WorkflowCancelledSignal,
     WorkflowExecutionError,
     WorkflowInterrupted,
 )
-from durakit.core.records import NewWorkflow, StepRecord, WorkflowQuery, WorkflowRecord, WriteResult
-from durakit.core.retry import should_dead_letter
-from durakit.core.status import StatusType, WorkflowEvent, sources, transition
+from durakit.core.records import NewWorkflow
+from durakit.core.status import StatusType
 
 if TYPE_CHECKING:
     from logging import Logger
 
-_SLOTS = "slots"  # hub key: a max_concurrent_workflows slot was freed
 
 R = TypeVar("R")
 P = TypeVar("P")
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-class Durakit(Control):
+class Durakit(Recovery):
     """A durable-workflow engine bound to one store. Use ``with app:`` or launch/shutdown."""
 
     def __init__(self, config: Config) -> None:
@@ -170,20 +165,6 @@ class Durakit(Control):
             raise InitializationError(
                 "the engine is not launched: call launch() or use `with app:`"
             )
-
-    def _on_notification(self, key: str) -> None:
-        self.hub.notify(key)
-        if key.startswith("wf:"):
-            self._check_remote_cancel(key[3:])
-
-    def _check_remote_cancel(self, workflow_id: str) -> None:
-        with self._lock:
-            running = self._active.get(workflow_id)
-        if running is None or running[0] in self._finishing:
-            return
-        record = self.store.get_workflow(workflow_id)
-        if record is not None and record.status is StatusType.CANCELLED:
-            running[0].request_interrupt(WorkflowCancelledSignal(workflow_id))
 
     # -- starting ----------------------------------------------------------------------
     @overload
@@ -333,211 +314,3 @@ class Durakit(Control):
         with self._lock:
             running = self._active.get(workflow_id)
         return EngineHandle(self, workflow_id, output_type, running[1] if running else None)
-
-    # -- executing ---------------------------------------------------------------------
-    def _spawn(
-        self, defn: WorkflowDef, record: WorkflowRecord, owner: str, recorded: list[StepRecord]
-    ) -> EngineHandle[Any]:
-        ctx = WorkflowContext(self, defn, record, owner, recorded)
-        outcome = Outcome()
-        thread = threading.Thread(
-            target=self._execute,
-            args=(ctx, record, outcome),
-            name=f"durakit-{record.workflow_id}",
-            daemon=True,
-        )
-        with self._lock:
-            self._active[record.workflow_id] = (ctx, outcome)
-            self._threads.add(thread)
-        if self._tracker is not None:
-            self._tracker.workflow_started()
-        if record.deadline_ms is not None:
-            self._deadlines.watch(record.workflow_id, record.deadline_ms / 1000)
-        thread.start()
-        return EngineHandle(self, record.workflow_id, defn.output_type, outcome)
-
-    def _execute(self, ctx: WorkflowContext, record: WorkflowRecord, outcome: Outcome) -> None:
-        wid = ctx.workflow_id
-        token = CURRENT.set(ctx)
-        try:
-            self._take_slot()
-            try:
-                self._run_body(ctx, record, outcome)
-            finally:
-                if self._slots is not None:
-                    self._slots.release()
-                    self.hub.notify(_SLOTS)
-        except (StoreUnavailableSignal, StoreUnavailableError):
-            outcome.set_unknown()
-            if not self._stopping:
-                self.log.warning("workflow %s paused: the store is unavailable", wid)
-                self._recover_later(wid)
-        except WorkflowInterrupted:
-            outcome.set_unknown()
-        except BaseException:
-            # A store failure while stopping (or a bug): leave the row PENDING for
-            # recovery rather than record an outcome we are unsure of.
-            if not self._stopping:
-                self.log.exception("workflow %s stopped without an outcome", wid)
-            outcome.set_unknown()
-        finally:
-            if not outcome.done.is_set():
-                outcome.set_unknown()
-            with self._lock:
-                # A resume may have started a newer execution of this workflow while
-                # this one was still inside a step: leave its entry (and deadline) alone.
-                current = self._active.get(wid)
-                ours = current is not None and current[0] is ctx
-                if ours:
-                    del self._active[wid]
-                self._threads.discard(threading.current_thread())
-                self._finishing.discard(ctx)
-            if ours:
-                self._deadlines.unwatch(wid)
-            self.hub.notify(f"wf:{wid}")
-            CURRENT.reset(token)
-            if self._tracker is not None:
-                self._tracker.workflow_finished()
-
-    def _take_slot(self) -> None:
-        """Wait for a free slot under ``max_concurrent_workflows``, through the clock,
-        so a fake clock sees a queued workflow as waiting rather than busy."""
-        if self._slots is None:
-            return
-        with self.hub.listening(_SLOTS) as freed:
-            while not self._slots.acquire(blocking=False):
-                self.clock.wait(freed, None, poll=1.0)
-                freed.clear()
-
-    def _run_body(self, ctx: WorkflowContext, record: WorkflowRecord, outcome: Outcome) -> None:
-        defn = ctx.defn
-        ser = self.serializer
-        try:
-            ctx.check_interrupt()
-            if defn.takes_input:
-                value = ser.loads(
-                    record.input or ser.dumps(None),
-                    defn.input_type,
-                    what=f"input of workflow {defn.name!r}",
-                )
-                result = defn.fn(ctx, value)
-            else:
-                result = defn.fn(ctx)
-            text, live = ser.roundtrip(
-                result, defn.output_type, what=f"output of workflow {defn.name!r}"
-            )
-        except Exception as exc:  # noqa: BLE001 - the workflow's error is its outcome
-            self._finish(ctx, StatusType.ERROR, None, exc, outcome)
-            return
-        self._finish(ctx, StatusType.SUCCESS, text, live, outcome)
-
-    def _finish(
-        self,
-        ctx: WorkflowContext,
-        status: StatusType,
-        output: str | None,
-        value: Any,
-        outcome: Outcome,
-    ) -> None:
-        error_text = self.serializer.dumps_error(value) if status is StatusType.ERROR else None
-        self._finishing.add(ctx)
-        verdict = self.store.finish_workflow(
-            ctx.fence, status, output, error_text, now_ms(self.clock)
-        )
-        if verdict is not WriteResult.OK:
-            outcome.set_unknown()  # cancelled or taken over meanwhile: the store knows
-        elif status is StatusType.ERROR:
-            outcome.set_error(value)
-        else:
-            outcome.set_value(value)
-
-    # -- recovery, cancellation, expiry ------------------------------------------------------
-    def _recover_later(self, workflow_id: str) -> None:
-        """Retry recovering one workflow whose execution stopped on a store outage, in
-        the background, until the store answers (or the engine stops)."""
-
-        def retry() -> None:
-            delay = 0.5
-            while not self._stopping:
-                time.sleep(delay)
-                try:
-                    self.recover_pending_workflows(workflow_ids=[workflow_id])
-                except StoreUnavailableError:
-                    delay = min(delay * 2, 10.0)
-                    continue
-                return
-
-        threading.Thread(target=retry, name=f"durakit-retry-{workflow_id}", daemon=True).start()
-
-    def recover_pending_workflows(
-        self, executor_ids: list[str] | None = None, *, workflow_ids: list[str] | None = None
-    ) -> list[str]:
-        """Resume PENDING workflows of these executors (default: this one) and this
-        application version. Each recovery counts an attempt; past the workflow's
-        ``max_recovery_attempts`` it dead-letters. Returns the IDs recovered."""
-        self._require_launched()
-        query = WorkflowQuery(
-            statuses=(StatusType.PENDING,),
-            executor_ids=tuple(executor_ids or [self.executor_id]),
-            workflow_ids=tuple(workflow_ids) if workflow_ids is not None else None,
-            app_version=self.application_version,
-            load_output=False,
-        )
-        recovered: list[str] = []
-        for record in self.store.list_workflows(query):
-            wid = record.workflow_id
-            defn = self.registry.by_name(record.name)
-            with self._lock:
-                busy = wid in self._active
-            if busy:
-                continue
-            if defn is None:
-                self.log.warning(
-                    "cannot recover %s: workflow %r is not registered", wid, record.name
-                )
-                continue
-            owner = uuid.uuid4().hex
-            claimed = self.store.transition_workflow(
-                wid,
-                from_statuses=frozenset({StatusType.PENDING}),
-                to_status=transition(StatusType.PENDING, WorkflowEvent.RECOVER),
-                now_ms=now_ms(self.clock),
-                new_owner=owner,
-                executor_id=self.executor_id,
-                bump_attempts=True,
-            )
-            if claimed is None:
-                continue
-            if should_dead_letter(claimed.attempts, defn.max_recovery_attempts):
-                self.store.transition_workflow(
-                    wid,
-                    from_statuses=sources(WorkflowEvent.DEAD_LETTER),
-                    to_status=transition(StatusType.PENDING, WorkflowEvent.DEAD_LETTER),
-                    now_ms=now_ms(self.clock),
-                )
-                self.log.error(
-                    "workflow %s dead-lettered after %d recoveries", wid, claimed.attempts - 1
-                )
-                self.hub.notify(f"wf:{wid}")
-                continue
-            self._spawn(defn, claimed, owner, self.store.load_steps(wid))
-            recovered.append(wid)
-        return recovered
-
-    def _expire_quietly(self, workflow_id: str) -> None:
-        try:
-            self.expire_workflow(workflow_id)
-        except Exception:  # the watcher thread must survive a store hiccup
-            self.log.exception("could not expire workflow %s", workflow_id)
-
-    def expire_workflow(self, workflow_id: str) -> None:
-        """The workflow's deadline passed: it is cancelled (timeouts are cancellations)."""
-        self._apply_stop(workflow_id, WorkflowEvent.TIMEOUT)
-
-    def _apply_stop(self, workflow_id: str, event: WorkflowEvent) -> WorkflowRecord | None:
-        """As for the client, and a body running here stops at its next operation."""
-        with self._lock:
-            running = self._active.get(workflow_id)
-        if running is not None:
-            running[0].request_interrupt(WorkflowCancelledSignal(workflow_id))
-        return super()._apply_stop(workflow_id, event)

@@ -1,0 +1,129 @@
+"""Recovery, expiry and cancellation seen from elsewhere: taking pending work over.
+
+A mixin of the engine (``Durakit``); the attributes it uses are set up there.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+
+from durakit.api.clock import now_ms
+from durakit.api.running import Runner
+from durakit.core.errors import StoreUnavailableError, WorkflowCancelledSignal
+from durakit.core.records import WorkflowQuery, WorkflowRecord
+from durakit.core.retry import should_dead_letter
+from durakit.core.status import StatusType, WorkflowEvent, sources, transition
+
+
+class Recovery(Runner):
+    """Recover PENDING workflows, expire deadlines, react to remote cancels."""
+
+    def _require_launched(self) -> None:
+        raise NotImplementedError
+
+    def _on_notification(self, key: str) -> None:
+        self.hub.notify(key)
+        if key.startswith("wf:"):
+            self._check_remote_cancel(key[3:])
+
+    def _check_remote_cancel(self, workflow_id: str) -> None:
+        with self._lock:
+            running = self._active.get(workflow_id)
+        if running is None or running[0] in self._finishing:
+            return
+        record = self.store.get_workflow(workflow_id)
+        if record is not None and record.status is StatusType.CANCELLED:
+            running[0].request_interrupt(WorkflowCancelledSignal(workflow_id))
+
+    # -- recovery, cancellation, expiry ------------------------------------------------------
+    def _recover_later(self, workflow_id: str) -> None:
+        """Retry recovering one workflow whose execution stopped on a store outage, in
+        the background, until the store answers (or the engine stops)."""
+
+        def retry() -> None:
+            delay = 0.5
+            while not self._stopping:
+                time.sleep(delay)
+                try:
+                    self.recover_pending_workflows(workflow_ids=[workflow_id])
+                except StoreUnavailableError:
+                    delay = min(delay * 2, 10.0)
+                    continue
+                return
+
+        threading.Thread(target=retry, name=f"durakit-retry-{workflow_id}", daemon=True).start()
+
+    def recover_pending_workflows(
+        self, executor_ids: list[str] | None = None, *, workflow_ids: list[str] | None = None
+    ) -> list[str]:
+        """Resume PENDING workflows of these executors (default: this one) and this
+        application version. Each recovery counts an attempt; past the workflow's
+        ``max_recovery_attempts`` it dead-letters. Returns the IDs recovered."""
+        self._require_launched()
+        query = WorkflowQuery(
+            statuses=(StatusType.PENDING,),
+            executor_ids=tuple(executor_ids or [self.executor_id]),
+            workflow_ids=tuple(workflow_ids) if workflow_ids is not None else None,
+            app_version=self.application_version,
+            load_output=False,
+        )
+        recovered: list[str] = []
+        for record in self.store.list_workflows(query):
+            wid = record.workflow_id
+            defn = self.registry.by_name(record.name)
+            with self._lock:
+                busy = wid in self._active
+            if busy:
+                continue
+            if defn is None:
+                self.log.warning(
+                    "cannot recover %s: workflow %r is not registered", wid, record.name
+                )
+                continue
+            owner = uuid.uuid4().hex
+            claimed = self.store.transition_workflow(
+                wid,
+                from_statuses=frozenset({StatusType.PENDING}),
+                to_status=transition(StatusType.PENDING, WorkflowEvent.RECOVER),
+                now_ms=now_ms(self.clock),
+                new_owner=owner,
+                executor_id=self.executor_id,
+                bump_attempts=True,
+            )
+            if claimed is None:
+                continue
+            if should_dead_letter(claimed.attempts, defn.max_recovery_attempts):
+                self.store.transition_workflow(
+                    wid,
+                    from_statuses=sources(WorkflowEvent.DEAD_LETTER),
+                    to_status=transition(StatusType.PENDING, WorkflowEvent.DEAD_LETTER),
+                    now_ms=now_ms(self.clock),
+                )
+                self.log.error(
+                    "workflow %s dead-lettered after %d recoveries", wid, claimed.attempts - 1
+                )
+                self.hub.notify(f"wf:{wid}")
+                continue
+            self._spawn(defn, claimed, owner, self.store.load_steps(wid))
+            recovered.append(wid)
+        return recovered
+
+    def _expire_quietly(self, workflow_id: str) -> None:
+        try:
+            self.expire_workflow(workflow_id)
+        except Exception:  # the watcher thread must survive a store hiccup
+            self.log.exception("could not expire workflow %s", workflow_id)
+
+    def expire_workflow(self, workflow_id: str) -> None:
+        """The workflow's deadline passed: it is cancelled (timeouts are cancellations)."""
+        self._apply_stop(workflow_id, WorkflowEvent.TIMEOUT)
+
+    def _apply_stop(self, workflow_id: str, event: WorkflowEvent) -> WorkflowRecord | None:
+        """As for the client, and a body running here stops at its next operation."""
+        with self._lock:
+            running = self._active.get(workflow_id)
+        if running is not None:
+            running[0].request_interrupt(WorkflowCancelledSignal(workflow_id))
+        return super()._apply_stop(workflow_id, event)

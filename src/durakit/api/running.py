@@ -1,0 +1,172 @@
+"""Running executions: one thread per execution, its body, and its recorded outcome.
+
+A mixin of the engine (``Durakit``); the attributes it uses are set up there.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import TYPE_CHECKING, Any, cast
+
+from durakit.api.clock import Clock, TracksWorkflows, now_ms
+from durakit.api.config import Config
+from durakit.api.deadlines import DeadlineWatcher
+from durakit.api.execution import CURRENT, WorkflowContext
+from durakit.api.handle import EngineHandle, Outcome
+from durakit.api.management import Control
+from durakit.api.registry import Registry, WorkflowDef
+from durakit.api.serialization import Serializer
+from durakit.api.waiting import WakeHub
+from durakit.core.errors import StoreUnavailableError, StoreUnavailableSignal, WorkflowInterrupted
+from durakit.core.records import StepRecord, WorkflowRecord, WriteResult
+from durakit.core.status import StatusType
+
+if TYPE_CHECKING:
+    from durakit.api.engine import Durakit
+
+Logger = logging.Logger
+
+_SLOTS = "slots"  # hub key: a max_concurrent_workflows slot was freed
+
+
+class Runner(Control):
+    """Starts execution threads and records what their bodies return or raise."""
+
+    config: Config
+    registry: Registry
+    serializer: Serializer
+    hub: WakeHub
+    clock: Clock
+    log: Logger
+    executor_id: str
+    application_version: str
+    _lock: threading.Lock
+    _active: dict[str, tuple[WorkflowContext, Outcome]]
+    _threads: set[threading.Thread]
+    _stopping: bool
+    _slots: threading.BoundedSemaphore | None
+    _deadlines: DeadlineWatcher
+    _tracker: TracksWorkflows | None
+    _finishing: set[WorkflowContext]
+
+    def _recover_later(self, workflow_id: str) -> None:
+        raise NotImplementedError
+
+    # -- executing ---------------------------------------------------------------------
+    def _spawn(
+        self, defn: WorkflowDef, record: WorkflowRecord, owner: str, recorded: list[StepRecord]
+    ) -> EngineHandle[Any]:
+        # Runner is only ever the engine's base class: the context gets the engine.
+        ctx = WorkflowContext(cast("Durakit", self), defn, record, owner, recorded)
+        outcome = Outcome()
+        thread = threading.Thread(
+            target=self._execute,
+            args=(ctx, record, outcome),
+            name=f"durakit-{record.workflow_id}",
+            daemon=True,
+        )
+        with self._lock:
+            self._active[record.workflow_id] = (ctx, outcome)
+            self._threads.add(thread)
+        if self._tracker is not None:
+            self._tracker.workflow_started()
+        if record.deadline_ms is not None:
+            self._deadlines.watch(record.workflow_id, record.deadline_ms / 1000)
+        thread.start()
+        return EngineHandle(self, record.workflow_id, defn.output_type, outcome)
+
+    def _execute(self, ctx: WorkflowContext, record: WorkflowRecord, outcome: Outcome) -> None:
+        wid = ctx.workflow_id
+        token = CURRENT.set(ctx)
+        try:
+            self._take_slot()
+            try:
+                self._run_body(ctx, record, outcome)
+            finally:
+                if self._slots is not None:
+                    self._slots.release()
+                    self.hub.notify(_SLOTS)
+        except (StoreUnavailableSignal, StoreUnavailableError):
+            outcome.set_unknown()
+            if not self._stopping:
+                self.log.warning("workflow %s paused: the store is unavailable", wid)
+                self._recover_later(wid)
+        except WorkflowInterrupted:
+            outcome.set_unknown()
+        except BaseException:
+            # A store failure while stopping (or a bug): leave the row PENDING for
+            # recovery rather than record an outcome we are unsure of.
+            if not self._stopping:
+                self.log.exception("workflow %s stopped without an outcome", wid)
+            outcome.set_unknown()
+        finally:
+            if not outcome.done.is_set():
+                outcome.set_unknown()
+            with self._lock:
+                # A resume may have started a newer execution of this workflow while
+                # this one was still inside a step: leave its entry (and deadline) alone.
+                current = self._active.get(wid)
+                ours = current is not None and current[0] is ctx
+                if ours:
+                    del self._active[wid]
+                self._threads.discard(threading.current_thread())
+                self._finishing.discard(ctx)
+            if ours:
+                self._deadlines.unwatch(wid)
+            self.hub.notify(f"wf:{wid}")
+            CURRENT.reset(token)
+            if self._tracker is not None:
+                self._tracker.workflow_finished()
+
+    def _take_slot(self) -> None:
+        """Wait for a free slot under ``max_concurrent_workflows``, through the clock,
+        so a fake clock sees a queued workflow as waiting rather than busy."""
+        if self._slots is None:
+            return
+        with self.hub.listening(_SLOTS) as freed:
+            while not self._slots.acquire(blocking=False):
+                self.clock.wait(freed, None, poll=1.0)
+                freed.clear()
+
+    def _run_body(self, ctx: WorkflowContext, record: WorkflowRecord, outcome: Outcome) -> None:
+        defn = ctx.defn
+        ser = self.serializer
+        try:
+            ctx.check_interrupt()
+            if defn.takes_input:
+                value = ser.loads(
+                    record.input or ser.dumps(None),
+                    defn.input_type,
+                    what=f"input of workflow {defn.name!r}",
+                )
+                result = defn.fn(ctx, value)
+            else:
+                result = defn.fn(ctx)
+            text, live = ser.roundtrip(
+                result, defn.output_type, what=f"output of workflow {defn.name!r}"
+            )
+        except Exception as exc:  # noqa: BLE001 - the workflow's error is its outcome
+            self._finish(ctx, StatusType.ERROR, None, exc, outcome)
+            return
+        self._finish(ctx, StatusType.SUCCESS, text, live, outcome)
+
+    def _finish(
+        self,
+        ctx: WorkflowContext,
+        status: StatusType,
+        output: str | None,
+        value: Any,
+        outcome: Outcome,
+    ) -> None:
+        error_text = self.serializer.dumps_error(value) if status is StatusType.ERROR else None
+        self._finishing.add(ctx)
+        verdict = self.store.finish_workflow(
+            ctx.fence, status, output, error_text, now_ms(self.clock)
+        )
+        if verdict is not WriteResult.OK:
+            outcome.set_unknown()  # cancelled or taken over meanwhile: the store knows
+        elif status is StatusType.ERROR:
+            outcome.set_error(value)
+        else:
+            outcome.set_value(value)
