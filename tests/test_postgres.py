@@ -23,7 +23,7 @@ from typing import Any
 import psycopg
 import pytest
 from psycopg import pq, sql
-from psycopg.conninfo import make_conninfo
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from durakit.backends import MemoryStore, PushNotifications
 from durakit.backends.postgres import PostgresStore
@@ -34,6 +34,7 @@ from durakit.core.records import StepRecord, WorkflowQuery, WriteResult
 from durakit.core.status import StatusType
 from tests.pg import fresh_schema, postgres_url, require_postgres
 from tests.records_support import fence, new_wf, run_threads, step
+from tests.tcp_proxy import TcpProxy
 
 PENDING = StatusType.PENDING
 CANCELLED = StatusType.CANCELLED
@@ -367,6 +368,46 @@ def test_calls_give_up_after_the_retry_budget(pg: tuple[str, str]) -> None:
         assert 0.4 < time.monotonic() - started < 10
         assert isinstance(info.value.__cause__, psycopg.OperationalError)
     finally:
+        store.close()
+
+
+def test_a_call_during_an_outage_succeeds_soon_after_the_server_is_back(
+    pg: tuple[str, str],
+) -> None:
+    url, schema = pg
+    info = conninfo_to_dict(url)
+    host = str(info.get("host") or "")
+    if not host or host.startswith("/") or "," in host or "hostaddr" in info:
+        pytest.skip("needs a single TCP host in the test database URL")
+    proxy = TcpProxy(host, int(info.get("port") or 5432))
+    proxy.start()
+    store = PostgresStore(make_conninfo(url, host="127.0.0.1", port=str(proxy.port)), schema)
+    outcome: queue.Queue[tuple[float, BaseException | None]] = queue.Queue()
+
+    def call() -> None:
+        try:
+            store.get_workflow("wf")
+            outcome.put((time.monotonic(), None))
+        except BaseException as exc:
+            outcome.put((time.monotonic(), exc))
+
+    try:
+        store.migrate()
+        assert store.get_workflow("wf") is None  # the pool holds a live connection
+        proxy.stop()  # a 5 s outage: every connection cut, new ones refused
+        time.sleep(1.0)
+        caller = threading.Thread(target=call, daemon=True)
+        caller.start()  # fails on its dead connection, then waits for the pool
+        time.sleep(4.0)
+        proxy.start()
+        back = time.monotonic()
+        # psycopg_pool alone backs off 1, 2, 4 s (about 0, 1, 3, 7 s after the failure):
+        # its next attempt would come about 3 s after the server is back.
+        done, error = outcome.get(timeout=30)
+        assert error is None
+        assert done - back < 2.0
+    finally:
+        proxy.stop()
         store.close()
 
 

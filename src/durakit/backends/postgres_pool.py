@@ -27,6 +27,13 @@ Conn = psycopg.Connection[TupleRow]
 _MIN_DELAY_S: Final = 0.05
 _MAX_DELAY_S: Final = 2.0
 _POOL_WAIT_S: Final = 5.0  # one attempt's wait for a pooled connection
+# How long the pool keeps retrying one lost connection before giving it up. psycopg_pool
+# backs off 1, 2, 4, 8 ... s between attempts until this runs out (default 300 s), so
+# after a long outage its next attempt could come many seconds after the server is
+# back, and a waiting call with it. Capped at one pool wait, a cycle tries at about 0,
+# 1, 3 and 5 s, then gives up; the next retry's ``check()`` or checkout starts a new
+# cycle at once. So the pool tries at least every ~2 s while calls are waiting.
+_RECONNECT_S: Final = _POOL_WAIT_S
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +65,7 @@ class RetryingPool:
             # Autocommit: a single statement is its own transaction, one round trip.
             kwargs={"autocommit": True},
             check=None,  # no liveness ping per checkout: a dead connection is retried
+            reconnect_timeout=_RECONNECT_S,
             name=name,
             open=False,
         )
