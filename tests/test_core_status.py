@@ -22,6 +22,8 @@ from durakit.core.status import (
     StatusType,
     WorkflowEvent,
     sources,
+    target,
+    targets_of,
     transition,
 )
 
@@ -214,3 +216,20 @@ def test_sequences_agree_with_the_store_rule(
         stored = TRANSITIONS[status, event] if status in sources(event) else status
         assert stored is after
         status = after
+
+
+@pytest.mark.parametrize("event", list(WorkflowEvent))
+def test_target_is_where_the_event_leads_from_every_source(event: WorkflowEvent) -> None:
+    assert sources(event)
+    for status in sources(event):
+        assert transition(status, event) is target(event)
+
+
+def test_a_table_giving_an_event_two_targets_or_none_is_refused() -> None:
+    two = dict(TRANSITIONS)
+    two[(StatusType.ERROR, WorkflowEvent.CANCEL)] = StatusType.PENDING
+    with pytest.raises(ValueError, match="exactly one target"):
+        targets_of(two)
+    none = {k: v for k, v in TRANSITIONS.items() if k[1] is not WorkflowEvent.DEQUEUE}
+    with pytest.raises(ValueError, match="exactly one target"):
+        targets_of(none)

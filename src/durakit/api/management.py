@@ -16,7 +16,7 @@ from durakit.api.validation import check_text
 from durakit.api.waiting import WakeHub
 from durakit.core.errors import DurakitTimeoutError, NonExistentWorkflowError
 from durakit.core.records import NewWorkflow, StepRecord, WorkflowQuery, WorkflowRecord, WriteResult
-from durakit.core.status import StatusType, WorkflowEvent, sources, transition
+from durakit.core.status import StatusType, WorkflowEvent, sources, target, transition
 
 if TYPE_CHECKING:
     from durakit.api.registry import WorkflowDef
@@ -53,7 +53,7 @@ class Management:
         updated = self.store.transition_workflow(
             workflow_id,
             from_statuses=sources(event),
-            to_status=transition(StatusType.PENDING, event),
+            to_status=target(event),
             now_ms=now_ms(self.clock),
         )
         self.hub.notify(f"wf:{workflow_id}")
@@ -251,7 +251,7 @@ class Control(Management):
         claimed = self.store.transition_workflow(
             workflow_id,
             from_statuses=sources(WorkflowEvent.RESUME),
-            to_status=StatusType.PENDING,
+            to_status=target(WorkflowEvent.RESUME),
             now_ms=now_ms(self.clock),
             new_owner=owner,
             executor_id=self.executor_id,

@@ -14,7 +14,7 @@ from durakit.api.running import Runner
 from durakit.core.errors import StoreUnavailableError, WorkflowCancelledSignal
 from durakit.core.records import WorkflowQuery, WorkflowRecord
 from durakit.core.retry import should_dead_letter
-from durakit.core.status import StatusType, WorkflowEvent, sources, transition
+from durakit.core.status import StatusType, WorkflowEvent, sources, target
 
 
 class Recovery(Runner):
@@ -85,8 +85,8 @@ class Recovery(Runner):
             owner = uuid.uuid4().hex
             claimed = self.store.transition_workflow(
                 wid,
-                from_statuses=frozenset({StatusType.PENDING}),
-                to_status=transition(StatusType.PENDING, WorkflowEvent.RECOVER),
+                from_statuses=sources(WorkflowEvent.RECOVER),
+                to_status=target(WorkflowEvent.RECOVER),
                 now_ms=now_ms(self.clock),
                 new_owner=owner,
                 executor_id=self.executor_id,
@@ -98,7 +98,7 @@ class Recovery(Runner):
                 self.store.transition_workflow(
                     wid,
                     from_statuses=sources(WorkflowEvent.DEAD_LETTER),
-                    to_status=transition(StatusType.PENDING, WorkflowEvent.DEAD_LETTER),
+                    to_status=target(WorkflowEvent.DEAD_LETTER),
                     now_ms=now_ms(self.clock),
                 )
                 self.log.error(

@@ -16,6 +16,7 @@ from durakit.core.status import (
     StatusType,
     WorkflowEvent,
     sources,
+    target,
     transition,
 )
 
@@ -35,5 +36,6 @@ __all__ = [
     "decide_step",
     "should_dead_letter",
     "sources",
+    "target",
     "transition",
 ]

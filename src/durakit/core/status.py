@@ -119,3 +119,29 @@ def sources(event: WorkflowEvent) -> frozenset[StatusType]:
         for (status, ev), outcome in TRANSITIONS.items()
         if ev is event and outcome is not ABSORB
     )
+
+
+def targets_of(
+    table: dict[tuple[StatusType, WorkflowEvent], Outcome],
+) -> dict[WorkflowEvent, StatusType]:
+    """Each event's single target status in ``table``; raises if an event has none or
+    several (then no compare-and-swap could apply it)."""
+    found: dict[WorkflowEvent, set[StatusType]] = {}
+    for (_, event), outcome in table.items():
+        if not isinstance(outcome, Absorb):
+            found.setdefault(event, set()).add(outcome)
+    if set(found) != set(WorkflowEvent) or any(len(t) != 1 for t in found.values()):
+        raise ValueError(f"every event must change status to exactly one target: {found}")
+    return {event: next(iter(t)) for event, t in found.items()}
+
+
+_TARGETS: Final = targets_of(TRANSITIONS)
+
+
+def target(event: WorkflowEvent) -> StatusType:
+    """The one status ``event`` leads to wherever it changes anything.
+
+    Together with :func:`sources` this is how stores apply an event: ``UPDATE ... SET
+    status = target(event) WHERE status IN sources(event)``.
+    """
+    return _TARGETS[event]
