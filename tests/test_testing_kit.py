@@ -564,6 +564,115 @@ def test_checkout_times_out_without_approval(monkeypatch: pytest.MonkeyPatch) ->
         checkout(MockContext("order-3"), Order("order-3", 30))
 
 
+# -- @dk.step functions under a MockContext ----------------------------------------------
+class Flaky:
+    """A step body that fails ``failures`` times, then returns its call count."""
+
+    def __init__(self, failures: int) -> None:
+        self.failures = failures
+        self.attempts = 0
+
+    def __call__(self) -> int:
+        self.attempts += 1
+        if self.attempts <= self.failures:
+            raise ConnectionError(f"attempt {self.attempts} failed")
+        return self.attempts
+
+
+FLAKY = Flaky(0)
+
+
+@dk.step(name="reserve", max_retries=3, base_interval=60.0)
+def reserve(sku: str) -> str:
+    return f"{sku}:{FLAKY()}"
+
+
+@dk.step(name="outer")
+def outer_step() -> str:
+    return f"outer({reserve('inner')})"  # a step inside a step is a plain call
+
+
+def _reserving(ctx: dk.Context, sku: str) -> str:
+    return reserve(sku)
+
+
+def _nested(ctx: dk.Context) -> str:
+    return outer_step()
+
+
+def _parent_of_reserving(ctx: dk.Context) -> str:
+    return ctx.run_workflow(_reserving, "child-sku").get_result()
+
+
+def _mock_app() -> tuple[dk.Durakit, Any, Any, Any]:
+    app = dk.Durakit(dk.Config(app_name="mock", store=dk.MemoryStore()))
+    return (
+        app,
+        app.register_workflow(_reserving, name="reserving"),
+        app.register_workflow(_nested, name="nested"),
+        app.register_workflow(_parent_of_reserving, name="parent"),
+    )
+
+
+def test_a_step_function_runs_through_the_mock_with_its_retry_policy(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(sys.modules[__name__], "FLAKY", Flaky(2))
+    _, reserving, _, _ = _mock_app()
+    ctx = MockContext("order-9")
+    began = time.monotonic()
+
+    assert reserving(ctx, "sku-1") == "sku-1:3"  # two failures retried, backoff not waited
+
+    assert time.monotonic() - began < 5
+    assert [c.method for c in ctx.calls] == ["run_step"]
+    call = ctx.calls[0]
+    assert call.kwargs["name"] == "reserve"
+    assert call.kwargs["max_retries"] == 3
+    assert call.kwargs["output_type"] is str
+    assert ctx.step_id == 0
+
+
+def test_a_step_function_that_keeps_failing_exhausts_its_retries_under_the_mock(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    flaky = Flaky(10)
+    monkeypatch.setattr(sys.modules[__name__], "FLAKY", flaky)
+    _, reserving, _, _ = _mock_app()
+    with pytest.raises(dk.MaxStepRetriesExceededError) as caught:
+        reserving(MockContext(), "sku-2")
+    assert flaky.attempts == 4
+    assert [type(e) for e in caught.value.errors] == [ConnectionError] * 4
+
+
+@pytest.fixture
+def fresh_flaky(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sys.modules[__name__], "FLAKY", Flaky(0))
+
+
+@pytest.mark.usefixtures("fresh_flaky")
+def test_a_step_inside_a_step_is_a_plain_call_under_the_mock() -> None:
+    _, _, nested, _ = _mock_app()
+    ctx = MockContext()
+    assert nested(ctx) == "outer(inner:1)"
+    assert [c.kwargs["name"] for c in ctx.calls] == ["outer"]
+
+
+@pytest.mark.usefixtures("fresh_flaky")
+def test_a_childs_step_functions_run_through_the_childs_mock() -> None:
+    _, _, _, parent = _mock_app()
+    ctx = MockContext("p")
+    assert parent(ctx) == "child-sku:1"
+    assert [c.method for c in ctx.calls] == ["run_workflow"]
+    child = ctx.children["p-0"]
+    assert [c.kwargs["name"] for c in child.calls] == ["reserve"]
+
+
+@pytest.mark.usefixtures("fresh_flaky")
+def test_outside_any_context_a_step_function_is_a_plain_call() -> None:
+    assert reserve("loose") == "loose:1"
+
+
 # -- the engine under a fake clock -------------------------------------------------------
 def new_engine(clock: FakeClock) -> dk.Durakit:
     return dk.Durakit(dk.Config(app_name="kit", store=dk.MemoryStore(), clock=clock))

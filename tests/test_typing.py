@@ -17,6 +17,7 @@ import attrs
 import pytest
 
 import durakit as dk
+from durakit.testing import MockContext
 
 
 @attrs.frozen
@@ -131,6 +132,40 @@ def test_retrieve_workflow_with_an_output_type(app: dk.Durakit) -> None:
     untyped = app.retrieve_workflow("typed")
     assert_type(untyped, dk.WorkflowHandle[Any])
     assert typed.get_result(timeout=5) == Receipt("o-1", Decimal("10.5"))
+
+
+def test_decorators_return_typed_workflow_objects() -> None:
+    engine = dk.Durakit(dk.Config(app_name="typing-objects", store=dk.MemoryStore()))
+
+    @engine.workflow(name="typed_checkout")
+    def typed_checkout(ctx: dk.Context, order: Order) -> Receipt:
+        return Receipt(order.id, charge(order))
+
+    @engine.workflow()
+    def typed_answer(ctx: dk.Context) -> int:
+        return 7
+
+    registered = engine.register_workflow(parent, name="registered_parent")
+    assert_type(typed_checkout, dk.Workflow[Order, Receipt])
+    assert_type(typed_answer, dk.Workflow[None, int])
+    assert_type(registered, dk.Workflow[Order, str])
+    assert typed_checkout.name == "typed_checkout"
+    assert typed_checkout.input_type is Order
+    assert typed_checkout.output_type is Receipt
+    assert typed_checkout.__name__ == "typed_checkout"
+    with engine:
+        assert_type(engine.run_workflow(typed_checkout, ORDER), dk.WorkflowHandle[Receipt])
+        assert_type(engine.run_workflow(typed_answer), dk.WorkflowHandle[int])
+        assert engine.run_workflow(typed_answer).get_result(timeout=5) == 7
+        done = engine.run_workflow(typed_checkout, ORDER).get_result(timeout=5)
+        assert done == Receipt("o-1", Decimal("10"))
+        with pytest.raises(TypeError):
+            engine.run_workflow(typed_checkout)  # type: ignore[arg-type]
+        with pytest.raises(dk.SerializationError):
+            engine.run_workflow(typed_checkout, "x")  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        typed_checkout(MockContext())  # type: ignore[call-arg]
+    assert_type(typed_answer(MockContext()), int)
 
 
 def test_wrong_inputs_are_type_errors(app: dk.Durakit) -> None:

@@ -12,6 +12,7 @@ from durakit.api.engine import Durakit
 from durakit.api.handle import WorkflowHandle
 from durakit.api.status import StepInfo, WorkflowStatus
 from durakit.api.step import step
+from durakit.api.workflow import Workflow
 from durakit.backends import MemoryStore, SystemStore
 from durakit.core.errors import (
     AwaitedWorkflowCancelledError,
@@ -63,6 +64,7 @@ __all__ = [
     "SystemClock",
     "SystemStore",
     "UnexpectedStepError",
+    "Workflow",
     "WorkflowCancelledError",
     "WorkflowExecutionError",
     "WorkflowHandle",

@@ -23,6 +23,7 @@ from durakit.api.registry import Registry, WorkflowDef
 from durakit.api.serialization import Serializer
 from durakit.api.validation import check_text
 from durakit.api.waiting import WakeHub
+from durakit.api.workflow import Workflow
 from durakit.backends.protocol import PushNotifications, SystemStore
 from durakit.core.errors import (
     ConflictingWorkflowError,
@@ -39,7 +40,34 @@ if TYPE_CHECKING:
 
 R = TypeVar("R")
 P = TypeVar("P")
-F = TypeVar("F", bound=Callable[..., Any])
+
+
+class WorkflowDecorator:
+    """What ``app.workflow(...)`` returns: applied to a function, registers it."""
+
+    def __init__(
+        self,
+        app: Durakit,
+        *,
+        name: str | None,
+        max_recovery_attempts: int,
+        schedule: str | None,
+    ) -> None:
+        self._app = app
+        self._options: dict[str, Any] = {
+            "name": name,
+            "max_recovery_attempts": max_recovery_attempts,
+            "schedule": schedule,
+        }
+
+    @overload
+    def __call__(self, fn: Callable[[Context], R], /) -> Workflow[None, R]: ...
+
+    @overload
+    def __call__(self, fn: Callable[[Context, P], R], /) -> Workflow[P, R]: ...
+
+    def __call__(self, fn: Callable[..., Any], /) -> Workflow[Any, Any]:
+        return self._app.register_workflow(fn, **self._options)
 
 
 class Durakit(Recovery):
@@ -76,16 +104,31 @@ class Durakit(Recovery):
         name: str | None = None,
         max_recovery_attempts: int = 100,
         schedule: str | None = None,
-    ) -> Callable[[F], F]:
-        """Decorator form of :meth:`register_workflow`; returns the function unchanged."""
+    ) -> WorkflowDecorator:
+        """Decorator form of :meth:`register_workflow`: returns the :class:`Workflow`."""
+        return WorkflowDecorator(
+            self, name=name, max_recovery_attempts=max_recovery_attempts, schedule=schedule
+        )
 
-        def register(fn: F) -> F:
-            self.register_workflow(
-                fn, name=name, max_recovery_attempts=max_recovery_attempts, schedule=schedule
-            )
-            return fn
+    @overload
+    def register_workflow(
+        self,
+        fn: Callable[[Context], R],
+        *,
+        name: str | None = None,
+        max_recovery_attempts: int = 100,
+        schedule: str | None = None,
+    ) -> Workflow[None, R]: ...
 
-        return register
+    @overload
+    def register_workflow(
+        self,
+        fn: Callable[[Context, P], R],
+        *,
+        name: str | None = None,
+        max_recovery_attempts: int = 100,
+        schedule: str | None = None,
+    ) -> Workflow[P, R]: ...
 
     def register_workflow(
         self,
@@ -94,11 +137,15 @@ class Durakit(Recovery):
         name: str | None = None,
         max_recovery_attempts: int = 100,
         schedule: str | None = None,
-    ) -> None:
-        """Register ``fn`` (``(ctx)`` or ``(ctx, input)``) as a workflow, before launch."""
-        self.registry.register(
+    ) -> Workflow[Any, Any]:
+        """Register ``fn`` (``(ctx)`` or ``(ctx, input)``) as a workflow, before launch.
+
+        Returns the :class:`Workflow`: callable as ``fn``, typed by its input and output.
+        """
+        defn = self.registry.register(
             fn, name=name, max_recovery_attempts=max_recovery_attempts, schedule=schedule
         )
+        return Workflow(defn)
 
     # -- lifecycle -------------------------------------------------------------------
     @property

@@ -11,6 +11,7 @@ from typing import Any
 import attrs
 
 from durakit.api.serialization import UNKNOWN
+from durakit.api.workflow import Workflow
 from durakit.core.errors import ConflictingRegistrationError, WorkflowExecutionError
 
 
@@ -70,6 +71,8 @@ class Registry:
         max_recovery_attempts: int,
         schedule: str | None,
     ) -> WorkflowDef:
+        if isinstance(fn, Workflow):  # registered on another engine: register its function
+            fn = fn.fn
         wf_name = name or f"{fn.__module__}.{fn.__qualname__}"
         if self._frozen:
             raise ConflictingRegistrationError(
@@ -96,7 +99,9 @@ class Registry:
         return defn
 
     def by_fn(self, fn: Callable[..., Any]) -> WorkflowDef:
-        defn = self._by_fn.get(fn)
+        """The definition of ``fn``: a registered function, or a :class:`Workflow` (of
+        this engine or of another one that registered the same function)."""
+        defn = self._by_fn.get(fn.fn if isinstance(fn, Workflow) else fn)
         if defn is None:
             raise WorkflowExecutionError(
                 f"{getattr(fn, '__qualname__', fn)!r} is not a registered workflow of this "

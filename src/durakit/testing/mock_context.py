@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
 import attrs
 
-from durakit.api.execution import GET_EVENT, RECV, step_name_of
+from durakit.api.execution import CURRENT, GET_EVENT, IN_STEP, RECV, step_name_of
 from durakit.api.status import WorkflowStatus
 from durakit.core.errors import DurakitTimeoutError, MaxStepRetriesExceededError
 from durakit.core.retry import RetryPolicy
@@ -185,10 +185,14 @@ class MockContext:
         step_id = self._take_step()
         errors: list[Exception] = []
         while True:
+            # Inside a step body, a @dk.step function is a plain call, as in the engine.
+            token = IN_STEP.set(True)
             try:
                 return fn()
             except Exception as exc:  # noqa: BLE001 - a step's exception is its outcome
                 errors.append(exc)
+            finally:
+                IN_STEP.reset(token)
             if not policy.may_retry(len(errors)):
                 break
         if max_retries > 0:
@@ -249,10 +253,14 @@ class MockContext:
         child._board = self._board
         self.children[child_id] = child
         name = step_name_of(fn)
+        # The child's @dk.step calls go to the child's context, not to this one.
+        token = CURRENT.set(child)
         try:
             value = fn(child, *args)
         except Exception as exc:  # noqa: BLE001 - the child's error is its outcome
             return MockHandle(child_id, name, error=exc)
+        finally:
+            CURRENT.reset(token)
         return MockHandle(child_id, name, value=value)
 
     # -- messages, events, sleep ------------------------------------------------------
