@@ -174,8 +174,8 @@ def test_the_tightest_limit_wins() -> None:
     [("worker_concurrency", 0), ("concurrency", -1), ("max_tasks_per_iteration", 0)],
 )
 def test_invalid_limits_are_refused(field: str, value: int) -> None:
+    options: dict[str, Any] = {field: value}
     with pytest.raises(ValueError, match=field):
-        options: dict[str, Any] = {field: value}
         QueuePolicy(name="q", **options)
 
 
