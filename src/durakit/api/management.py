@@ -12,7 +12,13 @@ from durakit.api.handle import EngineHandle, WorkflowHandle, seconds
 from durakit.api.registry import Registry
 from durakit.api.serialization import UNKNOWN, Serializer
 from durakit.api.status import StepInfo, WorkflowStatus, from_ms
-from durakit.api.validation import check_text
+from durakit.api.validation import (
+    check_identifier,
+    check_identifiers,
+    identifier_problem,
+    possible_ids,
+    storable,
+)
 from durakit.api.waiting import WakeHub
 from durakit.core.errors import DurakitTimeoutError, NonExistentWorkflowError
 from durakit.core.records import NewWorkflow, StepRecord, WorkflowQuery, WorkflowRecord, WriteResult
@@ -91,7 +97,10 @@ class Management:
             priority=rec.priority,
         )
 
-    def _require(self, workflow_id: str) -> WorkflowRecord:
+    def _require(self, workflow_id: str, argument: str = "workflow_id") -> WorkflowRecord:
+        """The workflow's row (NonExistentWorkflowError if none), after checking the ID:
+        a call that names one workflow refuses an ID that no workflow can have."""
+        check_identifier(argument, workflow_id)
         rec = self.store.get_workflow(workflow_id)
         if rec is None:
             raise NonExistentWorkflowError(
@@ -123,15 +132,25 @@ class Management:
         load_input: bool = True,
         load_output: bool = True,
     ) -> list[WorkflowStatus]:
-        """Workflows matching every given filter, oldest first unless ``sort_desc``."""
+        """Workflows matching every given filter, oldest first unless ``sort_desc``.
+
+        A filter value that no stored workflow can have (an ID, name or queue name that
+        breaks the identifier rule, text with NUL or a lone surrogate) matches nothing."""
         statuses = [status] if isinstance(status, StatusType) else status
+        names = (name, queue_name, workflow_id_prefix or None)
+        if any(v is not None and identifier_problem(v) for v in names) or any(
+            v is not None and not storable(v) for v in (user, app_version)
+        ):
+            return []
         query = WorkflowQuery(
-            workflow_ids=tuple(workflow_ids) if workflow_ids is not None else None,
+            workflow_ids=possible_ids(workflow_ids) if workflow_ids is not None else None,
             statuses=tuple(statuses) if statuses is not None else None,
             name=name,
             user=user,
             app_version=app_version,
-            executor_ids=tuple(executor_ids) if executor_ids is not None else None,
+            executor_ids=(
+                tuple(e for e in executor_ids if storable(e)) if executor_ids is not None else None
+            ),
             workflow_id_prefix=workflow_id_prefix,
             queue_name=queue_name,
             queues_only=queues_only,
@@ -147,6 +166,7 @@ class Management:
 
     def get_workflow_steps(self, workflow_id: str) -> list[StepInfo]:
         """The workflow's recorded steps in order."""
+        check_identifier("workflow_id", workflow_id)
         ser = self.serializer
         return [
             StepInfo(
@@ -179,6 +199,9 @@ class Management:
         those started with ``detached=True``.
         """
         self._require(workflow_id)
+        self._cancel(workflow_id, cascade)
+
+    def _cancel(self, workflow_id: str, cascade: bool) -> None:
         self._apply_stop(workflow_id, WorkflowEvent.CANCEL)
         if cascade:
             for step in self.store.load_steps(workflow_id):
@@ -187,12 +210,12 @@ class Management:
                     continue
                 child = self.store.get_workflow(child_id)
                 if child is not None and child.parent_workflow_id == workflow_id:
-                    self.cancel_workflow(child_id, cascade=True)
+                    self._cancel(child_id, cascade=True)
 
     # -- messages and events from outside workflows ----------------------------------------
     def send(self, destination_id: str, message: object, topic: str | None = None) -> None:
         """Send a message to a workflow; NonExistentWorkflowError if it does not exist."""
-        check_text(destination_id=destination_id, topic=topic)
+        check_identifiers(destination_id=destination_id, topic=topic)
         payload = self.serializer.dumps_payload(message, what=f"message to {destination_id!r}")
         verdict = self.store.send_message(destination_id, topic, payload, now_ms(self.clock))
         if verdict is not WriteResult.OK:
@@ -214,7 +237,7 @@ class Management:
         self, workflow_id: str, key: str, timeout: float | timedelta = 60.0, *, type: Any = None
     ) -> Any:
         """Wait up to ``timeout`` for the workflow's event; DurakitTimeoutError after."""
-        check_text(workflow_id=workflow_id, key=key)
+        check_identifiers(workflow_id=workflow_id, key=key)
         until = self.clock.now() + (seconds(timeout) or 0.0)
         backoff = self.hub.backoff()
         with self.hub.listening(f"evt:{workflow_id}") as event:
@@ -271,9 +294,12 @@ class Control(Management):
     ) -> WorkflowHandle[Any]:
         """A new workflow with the original's input that reuses the recorded outcomes of
         steps ``< start_step`` and runs the rest."""
-        original = self._require(original_workflow_id)
+        original = self._require(original_workflow_id, "original_workflow_id")
+        if forked_workflow_id is None:
+            new_id = str(uuid.uuid4())
+        else:
+            new_id = check_identifier("forked_workflow_id", forked_workflow_id)
         defn = self._registered(original.name)
-        new_id = forked_workflow_id or str(uuid.uuid4())
         # Steps first: a crash before the row exists leaves only unreachable steps,
         # while the reverse order could let a recovery run the fork without them.
         self.store.copy_steps(original_workflow_id, new_id, start_step)

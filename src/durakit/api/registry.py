@@ -11,6 +11,7 @@ from typing import Any
 import attrs
 
 from durakit.api.serialization import UNKNOWN
+from durakit.api.validation import check_identifier
 from durakit.core.errors import ConflictingRegistrationError, WorkflowExecutionError
 
 
@@ -70,7 +71,13 @@ class Registry:
         max_recovery_attempts: int,
         schedule: str | None,
     ) -> WorkflowDef:
-        wf_name = name or f"{fn.__module__}.{fn.__qualname__}"
+        if name is None:
+            derived = " (derived from the function's __module__ and __qualname__)"
+            wf_name = check_identifier(
+                "name", f"{fn.__module__}.{fn.__qualname__}", derived=derived
+            )
+        else:
+            wf_name = check_identifier("name", name)
         if self._frozen:
             raise ConflictingRegistrationError(
                 f"cannot register workflow {wf_name!r} after launch(); register first"
