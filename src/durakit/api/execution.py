@@ -21,6 +21,7 @@ from durakit.api.validation import (
     check_duration,
     check_identifier,
     check_identifiers,
+    refuse_unsupported_result,
 )
 from durakit.core.errors import (
     DurakitTimeoutError,
@@ -187,6 +188,7 @@ class WorkflowContext:
             except Exception as exc:  # noqa: BLE001 - a step's exception is its outcome
                 errors.append(exc)
             else:
+                refuse_unsupported_result(value, step_name)
                 try:
                     text, live = ser.roundtrip(value, type_, what=f"output of step {step_name!r}")
                 except Exception as exc:  # noqa: BLE001 - recorded like the step raised it

@@ -3,6 +3,7 @@ a workflow. A mixin of the engine (the external client reuses it later)."""
 
 from __future__ import annotations
 
+import types
 import uuid
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar, overload
@@ -20,7 +21,12 @@ from durakit.api.validation import (
     storable,
 )
 from durakit.api.waiting import WakeHub
-from durakit.core.errors import DurakitTimeoutError, NonExistentWorkflowError
+from durakit.core.errors import (
+    ConflictingIDError,
+    DurakitTimeoutError,
+    NonExistentWorkflowError,
+    WorkflowUnexpectedTypeError,
+)
 from durakit.core.records import NewWorkflow, StepRecord, WorkflowQuery, WorkflowRecord, WriteResult
 from durakit.core.status import StatusType, WorkflowEvent, sources, target, transition
 
@@ -186,9 +192,21 @@ class Management:
     def retrieve_workflow(self, workflow_id: str, output_type: type[T]) -> WorkflowHandle[T]: ...
 
     def retrieve_workflow(self, workflow_id: str, output_type: Any = None) -> WorkflowHandle[Any]:
-        """A handle on an existing workflow (NonExistentWorkflowError if none)."""
+        """A handle on an existing workflow (NonExistentWorkflowError if none).
+
+        ``output_type`` decodes the output; WorkflowUnexpectedTypeError if the workflow
+        is registered here with another declared output type."""
         rec = self._require(workflow_id)
-        return self.handle_for(workflow_id, output_type or self._types(rec.name)[1])
+        declared = self._types(rec.name)[1]
+        if output_type in (None, Any):
+            return self.handle_for(workflow_id, declared)
+        if declared is not UNKNOWN and output_type != declared:
+            raise WorkflowUnexpectedTypeError(
+                f"workflow {workflow_id!r} ({rec.name!r}) declares output type "
+                f"{_type_name(declared)}, not {_type_name(output_type)}",
+                workflow_id=workflow_id,
+            )
+        return self.handle_for(workflow_id, output_type)
 
     # -- control --------------------------------------------------------------------------
     def cancel_workflow(self, workflow_id: str, *, cascade: bool = True) -> None:
@@ -254,6 +272,11 @@ class Management:
                 self.clock.wait(event, until, poll=backoff.next())
 
 
+def _type_name(type_: Any) -> str:
+    plain = isinstance(type_, type) and not isinstance(type_, types.GenericAlias)
+    return str(type_.__qualname__) if plain else repr(type_)
+
+
 class Control(Management):
     """Management calls that run workflows here: resume and fork (engine only)."""
 
@@ -293,13 +316,20 @@ class Control(Management):
         application_version: str | None = None,
     ) -> WorkflowHandle[Any]:
         """A new workflow with the original's input that reuses the recorded outcomes of
-        steps ``< start_step`` and runs the rest."""
+        steps ``< start_step`` and runs the rest.
+
+        ``forked_workflow_id`` must be new: ConflictingIDError if a workflow (an earlier
+        fork included) already has it."""
         original = self._require(original_workflow_id, "original_workflow_id")
         if forked_workflow_id is None:
             new_id = str(uuid.uuid4())
         else:
             new_id = check_identifier("forked_workflow_id", forked_workflow_id)
         defn = self._registered(original.name)
+        if self.store.get_workflow(new_id) is not None:
+            # Checked before the steps are copied: copying into an existing workflow
+            # would change what it replays.
+            raise self._taken(new_id, original_workflow_id)
         # Steps first: a crash before the row exists leaves only unreachable steps,
         # while the reverse order could let a recovery run the fork without them.
         self.store.copy_steps(original_workflow_id, new_id, start_step)
@@ -321,8 +351,16 @@ class Control(Management):
             )
         )
         if not result.created or result.record.owner != owner:
-            return self.handle_for(new_id, defn.output_type)
+            raise self._taken(new_id, original_workflow_id)  # created meanwhile
         return self._spawn(defn, result.record, owner, self.store.load_steps(new_id))
+
+    @staticmethod
+    def _taken(new_id: str, original_id: str) -> ConflictingIDError:
+        return ConflictingIDError(
+            f"cannot fork {original_id!r} as {new_id!r}: a workflow with that ID exists; "
+            "pick a new forked_workflow_id (or retrieve_workflow the existing one)",
+            workflow_id=new_id,
+        )
 
     def _registered(self, name: str) -> WorkflowDef:
         defn = self.registry.by_name(name)

@@ -11,7 +11,7 @@ from typing import Any
 import attrs
 
 from durakit.api.serialization import UNKNOWN
-from durakit.api.validation import check_identifier
+from durakit.api.validation import check_function, check_identifier
 from durakit.core.errors import ConflictingRegistrationError, WorkflowExecutionError
 
 
@@ -78,6 +78,11 @@ class Registry:
             )
         else:
             wf_name = check_identifier("name", name)
+        unsupported = check_function(fn, "workflow")
+        if unsupported is not None:
+            raise ConflictingRegistrationError(
+                f"cannot register workflow {wf_name!r}: {unsupported}"
+            )
         if self._frozen:
             raise ConflictingRegistrationError(
                 f"cannot register workflow {wf_name!r} after launch(); register first"

@@ -8,7 +8,7 @@ from typing import ParamSpec, TypeVar
 
 from durakit.api.execution import CURRENT, DERIVED_STEP_NAME, IN_STEP, step_name_of
 from durakit.api.serialization import declared_return_type
-from durakit.api.validation import check_duration, check_identifier
+from durakit.api.validation import check_duration, check_function, check_identifier
 from durakit.core.retry import RetryPolicy
 
 P = ParamSpec("P")
@@ -37,6 +37,9 @@ def step(
     )
 
     def decorate(fn: Callable[P, R]) -> Callable[P, R]:
+        unsupported = check_function(fn, "step")
+        if unsupported is not None:
+            raise TypeError(f"@dk.step: {unsupported}")
         step_name = (
             check_identifier("name", step_name_of(fn), derived=DERIVED_STEP_NAME)
             if name is None

@@ -1,4 +1,4 @@
-"""The rules for what users pass in: identifiers and durations.
+"""The rules for what users pass in: identifiers, durations, and workflow functions.
 
 Each rule lives in one function here and is applied where the value enters, before
 anything is written, so every store behaves the same (Postgres text cannot hold NUL,
@@ -8,10 +8,12 @@ index entry about 2700, an epoch-millisecond column 64 bits).
 
 from __future__ import annotations
 
+import inspect
 import math
-from collections.abc import Iterable
+import types
+from collections.abc import Callable, Iterable
 from datetime import timedelta
-from typing import Final
+from typing import Any, Final
 
 MAX_IDENTIFIER_BYTES: Final = 1000
 """The longest identifier, in UTF-8 bytes (a NOTIFY payload adds a few to it)."""
@@ -118,3 +120,48 @@ def check_duration(name: str, value: object) -> float:
             f"(100 years), got {value!r}"
         )
     return seconds
+
+
+def check_function(fn: Callable[..., Any], what: str) -> str | None:
+    """Why ``fn`` cannot be a sync workflow or step (async or generator), or None.
+
+    Calling such a function returns a coroutine or generator instead of running its
+    body, which the engine would then try to store as the result.
+    """
+    kind = _function_kind(fn)
+    if kind is None and not inspect.isroutine(fn):
+        kind = _function_kind(type(fn).__call__)  # an object with an async __call__
+    if kind is None:
+        return None
+    return (
+        f"{kind} {what}s are not supported yet; make {_qualname(fn)!r} a plain `def` "
+        "that returns its value"
+    )
+
+
+def refuse_unsupported_result(value: object, step_name: str) -> None:
+    """Raise TypeError if a step returned a coroutine or generator: its body has not
+    run (a lambda around an async function, say), and never will."""
+    if isinstance(value, types.CoroutineType | types.GeneratorType):
+        value.close()  # no "coroutine was never awaited" warning on top of the error
+    elif not isinstance(value, types.AsyncGeneratorType):
+        return
+    kind = type(value).__name__.replace("_", " ")
+    raise TypeError(
+        f"step {step_name!r} returned a {kind}: async and generator steps are not "
+        "supported yet; call a plain function that returns its value"
+    )
+
+
+def _function_kind(fn: object) -> str | None:
+    if inspect.iscoroutinefunction(fn):
+        return "async"
+    if inspect.isasyncgenfunction(fn):
+        return "async generator"
+    if inspect.isgeneratorfunction(fn):
+        return "generator"
+    return None
+
+
+def _qualname(fn: Callable[..., Any]) -> str:
+    return str(getattr(fn, "__qualname__", None) or fn)

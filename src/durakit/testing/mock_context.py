@@ -28,6 +28,7 @@ from durakit.api.validation import (
     check_duration,
     check_identifier,
     check_identifiers,
+    refuse_unsupported_result,
 )
 from durakit.core.errors import DurakitTimeoutError, MaxStepRetriesExceededError
 from durakit.core.retry import RetryPolicy
@@ -201,9 +202,12 @@ class MockContext:
         errors: list[Exception] = []
         while True:
             try:
-                return fn()
+                value = fn()
             except Exception as exc:  # noqa: BLE001 - a step's exception is its outcome
                 errors.append(exc)
+            else:
+                refuse_unsupported_result(value, step_name)
+                return value
             if not policy.may_retry(len(errors)):
                 break
         if max_retries > 0:
