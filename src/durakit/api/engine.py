@@ -21,7 +21,7 @@ from durakit.api.handle import EngineHandle, Outcome, WorkflowHandle, seconds
 from durakit.api.recovery import Recovery
 from durakit.api.registry import Registry, WorkflowDef
 from durakit.api.serialization import Serializer
-from durakit.api.validation import check_text
+from durakit.api.validation import check_duration, check_identifiers, check_text
 from durakit.api.waiting import WakeHub
 from durakit.api.workflow import Workflow
 from durakit.backends.protocol import PushNotifications, SystemStore
@@ -178,6 +178,7 @@ class Durakit(Recovery):
     def shutdown(self, timeout: float = 5.0) -> None:
         """Stop: running workflows are interrupted at their next durable operation and
         stay PENDING, to be recovered by the next launch; then the store is closed."""
+        check_duration("timeout", timeout)
         if not self._launched:
             return
         self._stopping = True
@@ -264,6 +265,7 @@ class Durakit(Recovery):
         written.
         """
         defn = self.registry.by_fn(fn)
+        check_identifiers(queue=queue)
         if queue is not None:
             raise WorkflowExecutionError(
                 f"queue {queue!r} is not registered on this engine", queue_name=queue
@@ -297,13 +299,21 @@ class Durakit(Recovery):
     ) -> EngineHandle[Any]:
         """Insert the workflow row (one atomic upsert) and run it if this call created it."""
         self._require_launched()
+        check_identifiers(workflow_id=workflow_id)  # "" is an error, not "generate one"
+        timeout_s = seconds(timeout)
+        check_text(
+            authenticated_user=authenticated_user,
+            assumed_role=assumed_role,
+            application_version=application_version,
+        )
+        for role in authenticated_roles or ():
+            check_text(authenticated_roles=role)
         expected = 1 if defn.takes_input else 0
         if len(args) != expected:
             raise TypeError(
                 f"workflow {defn.name!r} takes {expected} input argument(s), got {len(args)}"
             )
-        check_text(workflow_id=workflow_id)
-        wid = workflow_id or str(uuid.uuid4())
+        wid = str(uuid.uuid4()) if workflow_id is None else workflow_id
         input_text = (
             self.serializer.dumps(args[0], defn.input_type, what=f"input of workflow {defn.name!r}")
             if defn.takes_input
@@ -315,7 +325,6 @@ class Durakit(Recovery):
             self._check_name(wid, running[0].defn.name, defn.name)
             return EngineHandle(self, wid, defn.output_type, running[1])
         now = now_ms(self.clock)
-        timeout_s = seconds(timeout)
         timeout_ms = None if timeout_s is None else int(timeout_s * 1000)
         deadline = None if timeout_ms is None else now + timeout_ms
         if parent is not None and parent.deadline_ms is not None:

@@ -17,7 +17,12 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 from durakit.api.clock import now_ms
 from durakit.api.handle import WorkflowHandle, seconds
 from durakit.api.serialization import declared_return_type
-from durakit.api.validation import check_text
+from durakit.api.validation import (
+    check_duration,
+    check_identifier,
+    check_identifiers,
+    refuse_unsupported_result,
+)
 from durakit.core.errors import (
     DurakitTimeoutError,
     MaxStepRetriesExceededError,
@@ -51,6 +56,9 @@ IN_STEP: contextvars.ContextVar[bool] = contextvars.ContextVar("durakit_in_step"
 
 SEND, RECV, SLEEP = "durakit.send", "durakit.recv", "durakit.sleep"
 SET_EVENT, GET_EVENT = "durakit.set_event", "durakit.get_event"
+
+
+DERIVED_STEP_NAME = " (derived from the step function's __qualname__)"
 
 
 def step_name_of(fn: Callable[..., object]) -> str:
@@ -156,13 +164,17 @@ class WorkflowContext:
         max_interval: float = 5.0,
         output_type: type[R] | None = None,
     ) -> R:
-        step_name = name or step_name_of(fn)
+        step_name = (
+            check_identifier("name", step_name_of(fn), derived=DERIVED_STEP_NAME)
+            if name is None
+            else check_identifier("name", name)
+        )
         type_ = output_type if output_type is not None else declared_return_type(fn)
         policy = RetryPolicy(
             max_retries=max_retries,
             backoff_factor=backoff_factor,
-            base_interval=base_interval,
-            max_interval=max_interval,
+            base_interval=check_duration("base_interval", base_interval),
+            max_interval=check_duration("max_interval", max_interval),
         )
         step_id = self._take_step()
         replay = self._decide(step_id, step_name)
@@ -179,6 +191,7 @@ class WorkflowContext:
             except Exception as exc:  # noqa: BLE001 - a step's exception is its outcome
                 errors.append(exc)
             else:
+                refuse_unsupported_result(value, step_name)
                 try:
                     text, live = ser.roundtrip(value, type_, what=f"output of step {step_name!r}")
                 except Exception as exc:  # noqa: BLE001 - recorded like the step raised it
@@ -242,12 +255,21 @@ class WorkflowContext:
     ) -> WorkflowHandle[R]:
         engine = self._engine
         defn = engine.registry.by_fn(fn)
+        child_id = (
+            check_identifier(
+                "workflow_id",
+                f"{self.workflow_id}-{self._next_step}",
+                derived=" (derived from the parent's ID)",
+            )
+            if workflow_id is None
+            else check_identifier("workflow_id", workflow_id)
+        )
+        seconds(timeout)  # refuses a bad one before the step is taken
         step_id = self._take_step()
         replay = self._decide(step_id, defn.name)
         if replay is not None and replay.record.child_workflow_id is not None:
             return engine.handle_for(replay.record.child_workflow_id, defn.output_type)
         self.check_interrupt()
-        child_id = workflow_id or f"{self.workflow_id}-{step_id}"
         handle: WorkflowHandle[R] = self._call(
             engine.start_workflow,
             defn,
@@ -271,7 +293,7 @@ class WorkflowContext:
 
     # -- messages, events, sleep ----------------------------------------------------
     def send(self, destination_id: str, message: object, topic: str | None = None) -> None:
-        check_text(destination_id=destination_id, topic=topic)
+        check_identifiers(destination_id=destination_id, topic=topic)
         step_id = self._take_step()
         if self._decide(step_id, SEND) is not None:
             return
@@ -312,6 +334,7 @@ class WorkflowContext:
         return wake_ms / 1000
 
     def sleep(self, duration: float | timedelta) -> timedelta:
+        seconds(duration, "duration")
         step_id = self._take_step()
         self.check_interrupt()
         wake = self._durable_deadline(step_id, duration)
@@ -333,7 +356,8 @@ class WorkflowContext:
     def recv(
         self, topic: str | None = None, timeout: float | timedelta = 60.0, *, type: Any = None
     ) -> Any:
-        check_text(topic=topic)
+        check_identifiers(topic=topic)
+        seconds(timeout)
         sleep_id, recv_id = self._take_step(), self._take_step()
         replay = self._decide(recv_id, RECV)
         if replay is not None:
@@ -386,7 +410,7 @@ class WorkflowContext:
         raise error
 
     def set_event(self, key: str, value: object) -> None:
-        check_text(key=key)
+        check_identifiers(key=key)
         step_id = self._take_step()
         if self._decide(step_id, SET_EVENT) is not None:
             return
@@ -404,7 +428,8 @@ class WorkflowContext:
     def get_event(
         self, workflow_id: str, key: str, timeout: float | timedelta = 60.0, *, type: Any = None
     ) -> Any:
-        check_text(workflow_id=workflow_id, key=key)
+        check_identifiers(workflow_id=workflow_id, key=key)
+        seconds(timeout)
         sleep_id, get_id = self._take_step(), self._take_step()
         replay = self._decide(get_id, GET_EVENT)
         if replay is not None:

@@ -7,6 +7,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from durakit.api.status import WorkflowStatus
+from durakit.api.validation import check_duration
 from durakit.core.errors import (
     AwaitedWorkflowCancelledError,
     DeadLetterQueueError,
@@ -63,11 +64,10 @@ class WorkflowHandle(Protocol[R_co]):
         ...
 
 
-def seconds(timeout: float | timedelta | None) -> float | None:
-    """Normalize a timeout given as seconds or a timedelta."""
-    if isinstance(timeout, timedelta):
-        return timeout.total_seconds()
-    return timeout
+def seconds(timeout: float | timedelta | None, name: str = "timeout") -> float | None:
+    """Normalize a duration given as seconds or a timedelta (None: no limit); refuse
+    one that is negative, NaN, infinite or too long with a ValueError naming ``name``."""
+    return None if timeout is None else check_duration(name, timeout)
 
 
 class Outcome:

@@ -3,6 +3,7 @@ a workflow. A mixin of the engine (the external client reuses it later)."""
 
 from __future__ import annotations
 
+import types
 import uuid
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar, overload
@@ -12,9 +13,20 @@ from durakit.api.handle import EngineHandle, WorkflowHandle, seconds
 from durakit.api.registry import Registry
 from durakit.api.serialization import UNKNOWN, Serializer
 from durakit.api.status import StepInfo, WorkflowStatus, from_ms
-from durakit.api.validation import check_text
+from durakit.api.validation import (
+    check_identifier,
+    check_identifiers,
+    identifier_problem,
+    possible_ids,
+    storable,
+)
 from durakit.api.waiting import WakeHub
-from durakit.core.errors import DurakitTimeoutError, NonExistentWorkflowError
+from durakit.core.errors import (
+    ConflictingIDError,
+    DurakitTimeoutError,
+    NonExistentWorkflowError,
+    WorkflowUnexpectedTypeError,
+)
 from durakit.core.records import NewWorkflow, StepRecord, WorkflowQuery, WorkflowRecord, WriteResult
 from durakit.core.status import StatusType, WorkflowEvent, sources, target, transition
 
@@ -91,7 +103,10 @@ class Management:
             priority=rec.priority,
         )
 
-    def _require(self, workflow_id: str) -> WorkflowRecord:
+    def _require(self, workflow_id: str, argument: str = "workflow_id") -> WorkflowRecord:
+        """The workflow's row (NonExistentWorkflowError if none), after checking the ID:
+        a call that names one workflow refuses an ID that no workflow can have."""
+        check_identifier(argument, workflow_id)
         rec = self.store.get_workflow(workflow_id)
         if rec is None:
             raise NonExistentWorkflowError(
@@ -123,15 +138,25 @@ class Management:
         load_input: bool = True,
         load_output: bool = True,
     ) -> list[WorkflowStatus]:
-        """Workflows matching every given filter, oldest first unless ``sort_desc``."""
+        """Workflows matching every given filter, oldest first unless ``sort_desc``.
+
+        A filter value that no stored workflow can have (an ID, name or queue name that
+        breaks the identifier rule, text with NUL or a lone surrogate) matches nothing."""
         statuses = [status] if isinstance(status, StatusType) else status
+        names = (name, queue_name, workflow_id_prefix or None)
+        if any(v is not None and identifier_problem(v) for v in names) or any(
+            v is not None and not storable(v) for v in (user, app_version)
+        ):
+            return []
         query = WorkflowQuery(
-            workflow_ids=tuple(workflow_ids) if workflow_ids is not None else None,
+            workflow_ids=possible_ids(workflow_ids) if workflow_ids is not None else None,
             statuses=tuple(statuses) if statuses is not None else None,
             name=name,
             user=user,
             app_version=app_version,
-            executor_ids=tuple(executor_ids) if executor_ids is not None else None,
+            executor_ids=(
+                tuple(e for e in executor_ids if storable(e)) if executor_ids is not None else None
+            ),
             workflow_id_prefix=workflow_id_prefix,
             queue_name=queue_name,
             queues_only=queues_only,
@@ -147,6 +172,7 @@ class Management:
 
     def get_workflow_steps(self, workflow_id: str) -> list[StepInfo]:
         """The workflow's recorded steps in order."""
+        check_identifier("workflow_id", workflow_id)
         ser = self.serializer
         return [
             StepInfo(
@@ -166,9 +192,21 @@ class Management:
     def retrieve_workflow(self, workflow_id: str, output_type: type[T]) -> WorkflowHandle[T]: ...
 
     def retrieve_workflow(self, workflow_id: str, output_type: Any = None) -> WorkflowHandle[Any]:
-        """A handle on an existing workflow (NonExistentWorkflowError if none)."""
+        """A handle on an existing workflow (NonExistentWorkflowError if none).
+
+        ``output_type`` decodes the output; WorkflowUnexpectedTypeError if the workflow
+        is registered here with another declared output type."""
         rec = self._require(workflow_id)
-        return self.handle_for(workflow_id, output_type or self._types(rec.name)[1])
+        declared = self._types(rec.name)[1]
+        if output_type in (None, Any):
+            return self.handle_for(workflow_id, declared)
+        if declared is not UNKNOWN and output_type != declared:
+            raise WorkflowUnexpectedTypeError(
+                f"workflow {workflow_id!r} ({rec.name!r}) declares output type "
+                f"{_type_name(declared)}, not {_type_name(output_type)}",
+                workflow_id=workflow_id,
+            )
+        return self.handle_for(workflow_id, output_type)
 
     # -- control --------------------------------------------------------------------------
     def cancel_workflow(self, workflow_id: str, *, cascade: bool = True) -> None:
@@ -179,6 +217,9 @@ class Management:
         those started with ``detached=True``.
         """
         self._require(workflow_id)
+        self._cancel(workflow_id, cascade)
+
+    def _cancel(self, workflow_id: str, cascade: bool) -> None:
         self._apply_stop(workflow_id, WorkflowEvent.CANCEL)
         if cascade:
             for step in self.store.load_steps(workflow_id):
@@ -187,12 +228,12 @@ class Management:
                     continue
                 child = self.store.get_workflow(child_id)
                 if child is not None and child.parent_workflow_id == workflow_id:
-                    self.cancel_workflow(child_id, cascade=True)
+                    self._cancel(child_id, cascade=True)
 
     # -- messages and events from outside workflows ----------------------------------------
     def send(self, destination_id: str, message: object, topic: str | None = None) -> None:
         """Send a message to a workflow; NonExistentWorkflowError if it does not exist."""
-        check_text(destination_id=destination_id, topic=topic)
+        check_identifiers(destination_id=destination_id, topic=topic)
         payload = self.serializer.dumps_payload(message, what=f"message to {destination_id!r}")
         verdict = self.store.send_message(destination_id, topic, payload, now_ms(self.clock))
         if verdict is not WriteResult.OK:
@@ -214,7 +255,7 @@ class Management:
         self, workflow_id: str, key: str, timeout: float | timedelta = 60.0, *, type: Any = None
     ) -> Any:
         """Wait up to ``timeout`` for the workflow's event; DurakitTimeoutError after."""
-        check_text(workflow_id=workflow_id, key=key)
+        check_identifiers(workflow_id=workflow_id, key=key)
         until = self.clock.now() + (seconds(timeout) or 0.0)
         backoff = self.hub.backoff()
         with self.hub.listening(f"evt:{workflow_id}") as event:
@@ -229,6 +270,11 @@ class Management:
                         workflow_id=workflow_id,
                     )
                 self.clock.wait(event, until, poll=backoff.next())
+
+
+def _type_name(type_: Any) -> str:
+    plain = isinstance(type_, type) and not isinstance(type_, types.GenericAlias)
+    return str(type_.__qualname__) if plain else repr(type_)
 
 
 class Control(Management):
@@ -270,10 +316,20 @@ class Control(Management):
         application_version: str | None = None,
     ) -> WorkflowHandle[Any]:
         """A new workflow with the original's input that reuses the recorded outcomes of
-        steps ``< start_step`` and runs the rest."""
-        original = self._require(original_workflow_id)
+        steps ``< start_step`` and runs the rest.
+
+        ``forked_workflow_id`` must be new: ConflictingIDError if a workflow (an earlier
+        fork included) already has it."""
+        original = self._require(original_workflow_id, "original_workflow_id")
+        if forked_workflow_id is None:
+            new_id = str(uuid.uuid4())
+        else:
+            new_id = check_identifier("forked_workflow_id", forked_workflow_id)
         defn = self._registered(original.name)
-        new_id = forked_workflow_id or str(uuid.uuid4())
+        if self.store.get_workflow(new_id) is not None:
+            # Checked before the steps are copied: copying into an existing workflow
+            # would change what it replays.
+            raise self._taken(new_id, original_workflow_id)
         # Steps first: a crash before the row exists leaves only unreachable steps,
         # while the reverse order could let a recovery run the fork without them.
         self.store.copy_steps(original_workflow_id, new_id, start_step)
@@ -295,8 +351,16 @@ class Control(Management):
             )
         )
         if not result.created or result.record.owner != owner:
-            return self.handle_for(new_id, defn.output_type)
+            raise self._taken(new_id, original_workflow_id)  # created meanwhile
         return self._spawn(defn, result.record, owner, self.store.load_steps(new_id))
+
+    @staticmethod
+    def _taken(new_id: str, original_id: str) -> ConflictingIDError:
+        return ConflictingIDError(
+            f"cannot fork {original_id!r} as {new_id!r}: a workflow with that ID exists; "
+            "pick a new forked_workflow_id (or retrieve_workflow the existing one)",
+            workflow_id=new_id,
+        )
 
     def _registered(self, name: str) -> WorkflowDef:
         defn = self.registry.by_name(name)

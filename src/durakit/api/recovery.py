@@ -11,6 +11,7 @@ import uuid
 
 from durakit.api.clock import now_ms
 from durakit.api.running import Runner
+from durakit.api.validation import possible_ids, storable
 from durakit.core.errors import StoreUnavailableError, WorkflowCancelledSignal
 from durakit.core.records import WorkflowQuery, WorkflowRecord
 from durakit.core.retry import should_dead_letter
@@ -64,8 +65,9 @@ class Recovery(Runner):
         self._require_launched()
         query = WorkflowQuery(
             statuses=(StatusType.PENDING,),
-            executor_ids=tuple(executor_ids or [self.executor_id]),
-            workflow_ids=tuple(workflow_ids) if workflow_ids is not None else None,
+            # Values no stored row can have match nothing (and some drivers cannot send them).
+            executor_ids=tuple(e for e in executor_ids or [self.executor_id] if storable(e)),
+            workflow_ids=possible_ids(workflow_ids) if workflow_ids is not None else None,
             app_version=self.application_version,
             load_output=False,
         )

@@ -11,6 +11,7 @@ from typing import Any
 import attrs
 
 from durakit.api.serialization import UNKNOWN
+from durakit.api.validation import check_function, check_identifier
 from durakit.api.workflow import Workflow
 from durakit.core.errors import ConflictingRegistrationError, WorkflowExecutionError
 
@@ -73,7 +74,18 @@ class Registry:
     ) -> WorkflowDef:
         if isinstance(fn, Workflow):  # registered on another engine: register its function
             fn = fn.fn
-        wf_name = name or f"{fn.__module__}.{fn.__qualname__}"
+        if name is None:
+            derived = " (derived from the function's __module__ and __qualname__)"
+            wf_name = check_identifier(
+                "name", f"{fn.__module__}.{fn.__qualname__}", derived=derived
+            )
+        else:
+            wf_name = check_identifier("name", name)
+        unsupported = check_function(fn, "workflow")
+        if unsupported is not None:
+            raise ConflictingRegistrationError(
+                f"cannot register workflow {wf_name!r}: {unsupported}"
+            )
         if self._frozen:
             raise ConflictingRegistrationError(
                 f"cannot register workflow {wf_name!r} after launch(); register first"

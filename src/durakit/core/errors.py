@@ -95,6 +95,8 @@ def _rebuild(
 
 
 class ConflictingIDError(DurakitError):
+    """An ID that must be new is taken: ``fork_workflow(forked_workflow_id=...)``."""
+
     code = ErrorCode.CONFLICTING_ID
 
 
@@ -111,6 +113,9 @@ class ConflictingWorkflowError(DurakitError):
 
 
 class WorkflowCancelledError(DurakitError):
+    """Reserved: not raised by this version. A cancelled workflow's body is stopped by a
+    signal it cannot catch, and its callers get AwaitedWorkflowCancelledError."""
+
     code = ErrorCode.WORKFLOW_CANCELLED
 
 
@@ -127,6 +132,9 @@ class ConflictingRegistrationError(DurakitError):
 
 
 class WorkflowUnexpectedTypeError(DurakitError):
+    """``retrieve_workflow(id, output_type)`` asked for another output type than the
+    registered workflow declares."""
+
     code = ErrorCode.WORKFLOW_UNEXPECTED_TYPE
 
 
@@ -141,6 +149,9 @@ class WorkflowExecutionError(DurakitError):
 
 
 class StepExecutionError(DurakitError):
+    """Reserved: not raised by this version. A failed step raises its own exception
+    (MaxStepRetriesExceededError once retries are exhausted)."""
+
     code = ErrorCode.STEP_EXECUTION
 
 

@@ -21,8 +21,22 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
 import attrs
 
-from durakit.api.execution import CURRENT, GET_EVENT, IN_STEP, RECV, step_name_of
+from durakit.api.execution import (
+    CURRENT,
+    DERIVED_STEP_NAME,
+    GET_EVENT,
+    IN_STEP,
+    RECV,
+    step_name_of,
+)
+from durakit.api.handle import seconds
 from durakit.api.status import WorkflowStatus
+from durakit.api.validation import (
+    check_duration,
+    check_identifier,
+    check_identifiers,
+    refuse_unsupported_result,
+)
 from durakit.core.errors import DurakitTimeoutError, MaxStepRetriesExceededError
 from durakit.core.retry import RetryPolicy
 from durakit.core.status import StatusType
@@ -78,6 +92,7 @@ class MockHandle(Generic[R]):
 
     def get_result(self, timeout: Timeout | None = None) -> R:
         """The child's return value, or its exception raised again."""
+        seconds(timeout)
         if self._error is not None:
             raise self._error
         value: R = self._value
@@ -163,7 +178,15 @@ class MockContext:
         """Call ``fn`` now, retrying up to ``max_retries`` times without waiting.
 
         Exhausted retries raise MaxStepRetriesExceededError (with every attempt's error)
-        when ``max_retries > 0``, else the step's own exception, as the engine does."""
+        when ``max_retries > 0``, else the step's own exception, as the engine does.
+        Arguments are checked as the engine checks them."""
+        step_name = (
+            check_identifier("name", step_name_of(fn), derived=DERIVED_STEP_NAME)
+            if name is None
+            else check_identifier("name", name)
+        )
+        base_s = check_duration("base_interval", base_interval)
+        max_s = check_duration("max_interval", max_interval)
         self._record(
             "run_step",
             (fn,),
@@ -179,8 +202,8 @@ class MockContext:
         policy = RetryPolicy(
             max_retries=max_retries,
             backoff_factor=backoff_factor,
-            base_interval=base_interval,
-            max_interval=max_interval,
+            base_interval=base_s,
+            max_interval=max_s,
         )
         step_id = self._take_step()
         errors: list[Exception] = []
@@ -188,15 +211,17 @@ class MockContext:
             # Inside a step body, a @dk.step function is a plain call, as in the engine.
             token = IN_STEP.set(True)
             try:
-                return fn()
+                value = fn()
             except Exception as exc:  # noqa: BLE001 - a step's exception is its outcome
                 errors.append(exc)
+            else:
+                refuse_unsupported_result(value, step_name)
+                return value
             finally:
                 IN_STEP.reset(token)
             if not policy.may_retry(len(errors)):
                 break
         if max_retries > 0:
-            step_name = name or step_name_of(fn)
             raise MaxStepRetriesExceededError(
                 f"step {step_name!r} of workflow {self._workflow_id!r} failed "
                 f"{len(errors)} times; last error: {errors[-1]!r}",
@@ -242,13 +267,22 @@ class MockContext:
     ) -> MockHandle[R]:
         """Run the child workflow inline with a MockContext of ID ``workflow_id`` or
         ``f"{parent}-{step_id}"``; its exception surfaces from ``get_result``."""
+        child_id = (
+            check_identifier(
+                "workflow_id",
+                f"{self._workflow_id}-{self._next_step}",
+                derived=" (derived from the parent's ID)",
+            )
+            if workflow_id is None
+            else check_identifier("workflow_id", workflow_id)
+        )
+        seconds(timeout)
         self._record(
             "run_workflow",
             (fn, *args),
             {"workflow_id": workflow_id, "timeout": timeout, "detached": detached},
         )
-        step_id = self._take_step()
-        child_id = workflow_id or f"{self._workflow_id}-{step_id}"
+        self._take_step()
         child = MockContext(child_id)
         child._board = self._board
         self.children[child_id] = child
@@ -266,6 +300,7 @@ class MockContext:
     # -- messages, events, sleep ------------------------------------------------------
     def send(self, destination_id: str, message: object, topic: str | None = None) -> None:
         """Record the send (``calls``); nothing is delivered."""
+        check_identifiers(destination_id=destination_id, topic=topic)
         self._record("send", (destination_id, message, topic), {})
         self._take_step()
 
@@ -280,6 +315,8 @@ class MockContext:
 
     def recv(self, topic: str | None = None, timeout: Timeout = 60.0, *, type: Any = None) -> Any:
         """The oldest scripted message on ``topic``; DurakitTimeoutError when none is left."""
+        check_identifiers(topic=topic)
+        seconds(timeout)
         self._record("recv", (topic, timeout), {"type": type})
         self._take_step()
         recv_id = self._take_step()
@@ -296,6 +333,7 @@ class MockContext:
 
     def set_event(self, key: str, value: object) -> None:
         """Store ``value`` in ``events_set[key]`` (and on the board ``get_event`` reads)."""
+        check_identifiers(key=key)
         self._record("set_event", (key, value), {})
         self._take_step()
         self.events_set[key] = value
@@ -316,6 +354,8 @@ class MockContext:
         self, workflow_id: str, key: str, timeout: Timeout = 60.0, *, type: Any = None
     ) -> Any:
         """The scripted (or set) value of ``(workflow_id, key)``; else DurakitTimeoutError."""
+        check_identifiers(workflow_id=workflow_id, key=key)
+        seconds(timeout)
         self._record("get_event", (workflow_id, key, timeout), {"type": type})
         self._take_step()
         get_id = self._take_step()
@@ -332,6 +372,7 @@ class MockContext:
 
     def sleep(self, duration: Timeout) -> timedelta:
         """Return ``duration`` as a timedelta at once."""
+        seconds(duration, "duration")
         self._record("sleep", (duration,), {})
         self._take_step()
         return duration if isinstance(duration, timedelta) else timedelta(seconds=duration)
