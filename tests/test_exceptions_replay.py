@@ -10,7 +10,10 @@ first run too, so a workflow never depends on something only a live run has.
 from __future__ import annotations
 
 import json
+import signal
+from collections.abc import Iterator
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,7 +21,16 @@ import pytest
 import durakit as dk
 from durakit.testing import FakeClock
 from tests.helpers import Counts, new_app
+from tests.proc_support import (
+    Backend,
+    open_backend,
+    start_worker,
+    tag_url,
+    wait_for_line,
+    wait_sessions_gone,
+)
 from tests.waiting_support import SLEEP, T0, Engines, settled, step_names, wait_for_step
+from tests.worker_support import worker_app
 
 HOUR = timedelta(hours=1)
 
@@ -211,3 +223,65 @@ def test_a_workflow_error_of_a_class_no_reader_can_import_carries_its_attributes
         assert caught.error_type == f"{__name__}.{LocalDeclined.__qualname__}"
         assert caught.attributes == {"code": 451}
         assert "declined with 451" in str(caught)
+
+
+# -- a real SIGKILL --------------------------------------------------------------------------
+
+CRASH_APP, CRASH_VERSION, CRASH_WORKFLOW = "declined-crash", "declined-v1", "declined"
+
+
+def observe_durably(ctx: dk.Context) -> list[Any]:
+    """``observe`` with a real two-second sleep (tests/declined_crash_worker.py)."""
+    seen: list[Any] = []
+    try:
+        ctx.run_step(decline, name="charge")
+    except Declined as e:
+        seen.append([type(e).__name__, e.code, e.reason, str(e)])
+    try:
+        ctx.run_step(rate_limited, name="quota")
+    except CodedError as e:
+        seen.append([type(e).__name__, e.code, str(e), hasattr(e, "when")])
+    ctx.sleep(2.0)
+    return seen
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
+    with open_backend(request.param, tmp_path / "declined.db") as made:
+        yield made
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs POSIX SIGKILL")
+def test_a_caught_exception_takes_the_same_branch_after_sigkill(
+    backend: Backend, tmp_path: Path
+) -> None:
+    url = tag_url(backend.url, "declined-worker") if backend.postgres else backend.url
+    log_path = tmp_path / "worker.log"
+    with log_path.open("wb") as log:
+        proc = start_worker(
+            "declined_crash_worker", [f"--db={url}", f"--schema={backend.schema}"], stderr=log
+        )
+        try:
+            wait_for_line(proc, b"sleeping", log_path, 60.0)
+            proc.send_signal(signal.SIGKILL)
+        finally:
+            proc.kill()
+            proc.wait()
+            if proc.stdout is not None:
+                proc.stdout.close()
+    if backend.postgres:
+        wait_sessions_gone(backend.url, "declined-worker", 60.0, proc.pid)
+
+    app = worker_app(
+        app_name=CRASH_APP,
+        db=backend.url,
+        schema=backend.schema,
+        version=CRASH_VERSION,
+        executor_id="declined-worker",
+    )
+    app.register_workflow(observe_durably, name=CRASH_WORKFLOW)
+    with app:  # launch() recovers the killed worker's PENDING workflow
+        handle = app.retrieve_workflow(CRASH_WORKFLOW)
+        assert handle.get_result(timeout=60) == EXPECTED
+        assert handle.get_status().attempts == 2
