@@ -86,6 +86,11 @@ def test_subclass_extras() -> None:
     assert wrapped.error_type == "KeyError"
     assert wrapped.fields() == {"workflow_id": "wf"}
     assert WorkflowExecutionError("m").error_type is None
+    carried = {"code": 402}
+    with_attributes = WorkflowExecutionError("m", error_type="x.Declined", attributes=carried)
+    assert with_attributes.attributes == {"code": 402}
+    assert with_attributes.attributes is not carried  # a copy, like ``errors``
+    assert WorkflowExecutionError("m").attributes == {}
 
 
 def roundtrips(err: DurakitError) -> list[DurakitError]:
@@ -106,10 +111,11 @@ def test_subclass_extras_survive_copy_and_pickle() -> None:
     for clone in roundtrips(retries):
         assert isinstance(clone, MaxStepRetriesExceededError)
         assert [repr(e) for e in clone.errors] == ["ValueError('a')"]
-    wrapped = WorkflowExecutionError("m", error_type="KeyError")
+    wrapped = WorkflowExecutionError("m", error_type="KeyError", attributes={"code": 1})
     for clone in roundtrips(wrapped):
         assert isinstance(clone, WorkflowExecutionError)
         assert clone.error_type == "KeyError"
+        assert clone.attributes == {"code": 1}
 
 
 def test_errors_are_caught_through_the_base_class() -> None:

@@ -15,6 +15,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from durakit.api.clock import now_ms
+from durakit.api.errors_codec import safe_repr
 from durakit.api.handle import WorkflowHandle, seconds
 from durakit.api.serialization import declared_return_type
 from durakit.api.validation import (
@@ -218,28 +219,31 @@ class WorkflowContext:
         if max_retries > 0 and len(errors) > max_retries:
             error = MaxStepRetriesExceededError(
                 f"step {step_name!r} of workflow {self.workflow_id!r} failed "
-                f"{len(errors)} times; last error: {errors[-1]!r}",
+                f"{len(errors)} times; last error: {safe_repr(errors[-1])}",
                 errors=errors,
                 workflow_id=self.workflow_id,
                 step_name=step_name,
                 step_id=step_id,
                 max_retries=max_retries,
             )
+        # The workflow catches the rebuilt exception, as a replay would: the same class,
+        # args and JSON attributes, and nothing that only the live object had.
+        text, rebuilt = ser.roundtrip_error(error)
         self._checkpoint(
             StepRecord(
                 step_id=step_id,
                 name=step_name,
-                error=ser.dumps_error(error),
+                error=text,
                 started_at=started,
                 completed_at=now_ms(self._engine.clock),
             )
         )
-        raise error
+        raise rebuilt
 
     def _replay(self, record: StepRecord, type_: Any) -> Any:
         ser = self._engine.serializer
         if record.error is not None:
-            raise ser.loads_error(record.error)
+            raise ser.loads_error(record.error, what=f"recorded error of step {record.name!r}")
         if record.output is None:
             return None
         return ser.loads(record.output, type_, what=f"recorded output of step {record.name!r}")

@@ -153,11 +153,13 @@ class EngineHandle(Generic[R]):
             if record.output is None:
                 value: R = None  # type: ignore[assignment]
                 return value
-            decoded: R = ser.loads(record.output, self._output_type, what=f"output of {wid!r}")
+            decoded: R = ser.loads(
+                record.output, self._output_type, what=f"output of workflow {wid!r}"
+            )
             return decoded
         if record.status is StatusType.ERROR:
             raise (
-                ser.loads_error(record.error)
+                ser.loads_error(record.error, what=f"error of workflow {wid!r}")
                 if record.error
                 else WorkflowExecutionError(
                     f"workflow {wid!r} failed without a recorded error", workflow_id=wid

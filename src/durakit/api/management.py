@@ -3,6 +3,7 @@ a workflow. A mixin of the engine (the external client reuses it later)."""
 
 from __future__ import annotations
 
+import logging
 import types
 import uuid
 from datetime import datetime, timedelta
@@ -25,6 +26,7 @@ from durakit.core.errors import (
     ConflictingIDError,
     DurakitTimeoutError,
     NonExistentWorkflowError,
+    SerializationError,
     WorkflowUnexpectedTypeError,
 )
 from durakit.core.records import NewWorkflow, StepRecord, WorkflowQuery, WorkflowRecord, WriteResult
@@ -50,6 +52,7 @@ class Management:
     hub: WakeHub
     executor_id: str
     application_version: str
+    log: logging.Logger = logging.getLogger("durakit")  # the engine sets Config.logger
 
     @property
     def store(self) -> SystemStore:
@@ -76,9 +79,32 @@ class Management:
         defn = self.registry.by_name(name)
         return (defn.input_type, defn.output_type) if defn else (UNKNOWN, UNKNOWN)
 
+    def _shown(self, wid: str, text: str | None, type_: Any, what: str) -> Any:
+        """A stored payload for reading: decoded, or, if it cannot be (a class that
+        changed shape, a damaged row), its plain JSON with a warning. One bad row must
+        not make every listing fail; ``get_result`` is where it raises."""
+        if text is None:
+            return None
+        value, problem = self.serializer.loads_or_plain(text, type_, what=what)
+        if problem is not None:
+            self.log.warning("%s; shown undecoded", problem, extra={"workflow_id": wid})
+        return value
+
+    def _shown_error(self, wid: str, text: str | None, what: str) -> BaseException | None:
+        """A recorded error for reading: rebuilt, or the SerializationError that
+        ``get_result`` would raise, with a warning."""
+        if text is None:
+            return None
+        try:
+            return self.serializer.loads_error(text, what=what)
+        except SerializationError as exc:
+            self.log.warning("%s; shown as this error", exc, extra={"workflow_id": wid})
+            return exc
+
     def _status(self, rec: WorkflowRecord) -> WorkflowStatus:
-        ser = self.serializer
         input_type, output_type = self._types(rec.name)
+        wid = rec.workflow_id
+        of = f"of workflow {wid!r}"
         return WorkflowStatus(
             workflow_id=rec.workflow_id,
             status=rec.status,
@@ -86,9 +112,9 @@ class Management:
             authenticated_user=rec.authenticated_user,
             assumed_role=rec.assumed_role,
             authenticated_roles=rec.authenticated_roles,
-            input=None if rec.input is None else ser.loads(rec.input, input_type),
-            output=None if rec.output is None else ser.loads(rec.output, output_type),
-            error=None if rec.error is None else ser.loads_error(rec.error),
+            input=self._shown(wid, rec.input, input_type, f"input {of}"),
+            output=self._shown(wid, rec.output, output_type, f"output {of}"),
+            error=self._shown_error(wid, rec.error, f"error {of}"),
             executor_id=rec.executor_id,
             created_at=from_ms(rec.created_at),  # type: ignore[arg-type]
             updated_at=from_ms(rec.updated_at),  # type: ignore[arg-type]
@@ -173,17 +199,19 @@ class Management:
     def get_workflow_steps(self, workflow_id: str) -> list[StepInfo]:
         """The workflow's recorded steps in order."""
         check_identifier("workflow_id", workflow_id)
-        ser = self.serializer
-        return [
-            StepInfo(
-                step_id=s.step_id,
-                name=s.name,
-                output=None if s.output is None else ser.loads(s.output),
-                error=None if s.error is None else ser.loads_error(s.error),
-                child_workflow_id=s.child_workflow_id,
+        steps = []
+        for s in self.store.load_steps(workflow_id):
+            of = f"of step {s.step_id} ({s.name!r}) of workflow {workflow_id!r}"
+            steps.append(
+                StepInfo(
+                    step_id=s.step_id,
+                    name=s.name,
+                    output=self._shown(workflow_id, s.output, UNKNOWN, f"output {of}"),
+                    error=self._shown_error(workflow_id, s.error, f"error {of}"),
+                    child_workflow_id=s.child_workflow_id,
+                )
             )
-            for s in self.store.load_steps(workflow_id)
-        ]
+        return steps
 
     @overload
     def retrieve_workflow(self, workflow_id: str) -> WorkflowHandle[Any]: ...

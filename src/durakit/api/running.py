@@ -159,7 +159,10 @@ class Runner(Control):
         value: Any,
         outcome: Outcome,
     ) -> None:
-        error_text = self.serializer.dumps_error(value) if status is StatusType.ERROR else None
+        error_text = None
+        if status is StatusType.ERROR:
+            # Awaiting the result here raises what any other process would rebuild.
+            error_text, value = self.serializer.roundtrip_error(value)
         self._finishing.add(ctx)
         verdict = self.store.finish_workflow(
             ctx.fence, status, output, error_text, now_ms(self.clock)

@@ -15,13 +15,9 @@ how to fix it.
 
 from __future__ import annotations
 
-import builtins
-import contextlib
 import datetime
 import decimal
 import json
-import sys
-import traceback
 import typing
 import uuid
 from collections.abc import Callable
@@ -30,14 +26,8 @@ from typing import Any, Final
 import cattrs
 from cattrs.preconf.json import make_converter
 
-from durakit.core.errors import (
-    ERROR_CLASSES,
-    DurakitError,
-    ErrorCode,
-    MaxStepRetriesExceededError,
-    SerializationError,
-    WorkflowExecutionError,
-)
+from durakit.api.errors_codec import error_data, is_plain_json, rebuild_error
+from durakit.core.errors import SerializationError
 
 FORMAT_VERSION: Final = 1
 
@@ -67,14 +57,11 @@ def _structure_none(value: object, _: object) -> None:
         raise ValueError(f"expected null, got {value!r}")
 
 
-def _is_plain_json(value: object) -> bool:
-    if value is None or type(value) in (bool, int, float, str):
-        return True
-    if type(value) is list:
-        return all(_is_plain_json(v) for v in value)
-    if type(value) is dict:
-        return all(type(k) is str and _is_plain_json(v) for k, v in value.items())
-    return False
+def _is_plain_json(value: object, what: str) -> bool:
+    try:
+        return is_plain_json(value)
+    except RecursionError:
+        raise SerializationError(f"{what} is nested too deeply to be stored") from None
 
 
 def _known(type_: Any) -> bool:
@@ -107,7 +94,7 @@ class Serializer:
                     f"{what} of type {type(value).__qualname__} cannot be serialized as "
                     f"{_type_name(type_)}: {exc}"
                 ) from exc
-        elif _is_plain_json(value):
+        elif _is_plain_json(value, what):
             data = value
         else:
             raise SerializationError(
@@ -117,7 +104,7 @@ class Serializer:
             )
         try:
             return json.dumps({"v": FORMAT_VERSION, "d": data}, separators=(",", ":"))
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError, RecursionError) as exc:
             raise SerializationError(
                 f"{what} of type {type(value).__qualname__} is not JSON-serializable: {exc}"
             ) from exc
@@ -125,7 +112,8 @@ class Serializer:
     def dumps_payload(self, value: object, *, what: str = "value") -> str:
         """Encode a message or event value. Its reader declares the type (``recv`` and
         ``get_event`` take ``type=``), so the writer encodes it by its runtime class."""
-        return self.dumps(value, UNKNOWN if _is_plain_json(value) else type(value), what=what)
+        plain = _is_plain_json(value, what)
+        return self.dumps(value, UNKNOWN if plain else type(value), what=what)
 
     def loads(self, text: str, type_: Any = UNKNOWN, *, what: str = "value") -> Any:
         """Decode a payload made by :meth:`dumps`."""
@@ -146,24 +134,49 @@ class Serializer:
         text = self.dumps(value, type_, what=what)
         return text, self.loads(text, type_, what=what)
 
-    # -- errors ---------------------------------------------------------------
-    def dumps_error(self, exc: BaseException) -> str:
-        """Record an exception: type, message, traceback text, and rebuildable args."""
-        return json.dumps({"v": FORMAT_VERSION, "d": _error_data(exc)}, separators=(",", ":"))
+    def loads_or_plain(
+        self, text: str, type_: Any = UNKNOWN, *, what: str = "value"
+    ) -> tuple[Any, SerializationError | None]:
+        """For reading rows without failing: the decoded value and None, or, if ``text``
+        cannot be decoded as ``type_``, its plain JSON (the envelope's data, or the raw
+        text if it is not even JSON) and the error :meth:`loads` raises."""
+        try:
+            return self.loads(text, type_, what=what), None
+        except SerializationError as exc:
+            return _plain_data(text), exc
 
-    def loads_error(self, text: str) -> BaseException:
-        """Rebuild a recorded exception as its original type where that is safe."""
-        data = _open_envelope(text, "recorded error")
+    # -- errors (see errors_codec) --------------------------------------------------------
+    def dumps_error(self, exc: BaseException) -> str:
+        """Record an exception: its class, args, JSON attributes, message and traceback."""
+        data = error_data(exc)
+        try:
+            return json.dumps({"v": FORMAT_VERSION, "d": data}, separators=(",", ":"))
+        except (ValueError, RecursionError):  # NaN is JSON to us; only depth can fail here
+            bare = {k: data[k] for k in ("type", "message", "traceback")}
+            return json.dumps({"v": FORMAT_VERSION, "d": bare}, separators=(",", ":"))
+
+    def loads_error(self, text: str, *, what: str = "recorded error") -> Exception:
+        """Rebuild a recorded exception as its original type where that is safe; a
+        SerializationError naming ``what`` if ``text`` is not a recorded error at all."""
+        data = _open_envelope(text, what)
         if not isinstance(data, dict):
-            raise SerializationError(f"recorded error: expected an object, got {data!r}")
-        return _rebuild_error(data)
+            raise SerializationError(f"{what}: expected an object, got {type(data).__name__}")
+        return rebuild_error(data)
+
+    def roundtrip_error(self, exc: BaseException) -> tuple[str, Exception]:
+        """Record, and rebuild again: the workflow sees what a replay would see."""
+        text = self.dumps_error(exc)
+        return text, self.loads_error(text)
 
 
 def _open_envelope(text: str, what: str) -> Any:
     """The data inside a ``{"v": FORMAT_VERSION, "d": ...}`` envelope; anything else
-    (another version, no envelope, not JSON) is refused rather than guessed at."""
+    (another version, no envelope, not JSON, JSON nested too deep) is refused rather
+    than guessed at."""
     try:
         envelope = json.loads(text)
+    except RecursionError:
+        raise SerializationError(f"{what}: JSON nested too deeply to decode") from None
     except ValueError:
         envelope = None
     if not isinstance(envelope, dict) or envelope.get("v") != FORMAT_VERSION or "d" not in envelope:
@@ -173,81 +186,14 @@ def _open_envelope(text: str, what: str) -> Any:
     return envelope["d"]
 
 
+def _plain_data(text: str) -> Any:
+    """Whatever JSON ``text`` holds: the data of an envelope of any version, else the text."""
+    try:
+        envelope = json.loads(text)
+    except (ValueError, RecursionError):
+        return text
+    return envelope["d"] if isinstance(envelope, dict) and "d" in envelope else text
+
+
 def _type_name(type_: Any) -> str:
     return getattr(type_, "__qualname__", None) or repr(type_)
-
-
-def _error_data(exc: BaseException) -> dict[str, Any]:
-    cls = type(exc)
-    data: dict[str, Any] = {
-        "type": f"{cls.__module__}.{cls.__qualname__}",
-        "message": str(exc),
-        "traceback": "".join(traceback.format_exception(exc)),
-    }
-    args = list(exc.args)
-    if _is_plain_json(args):
-        data["args"] = args
-    if isinstance(exc, DurakitError):
-        data["code"] = exc.code.name
-        data["fields"] = exc.fields()
-        data["message"] = exc.message
-        if isinstance(exc, MaxStepRetriesExceededError):
-            data["errors"] = [_error_data(e) for e in exc.errors]
-        if isinstance(exc, WorkflowExecutionError):
-            data["error_type"] = exc.error_type
-    return data
-
-
-def _resolve_class(path: str) -> type[BaseException] | None:
-    """Find an exception class by dotted path among *already imported* modules only.
-
-    Importing a module named by stored data would let whoever writes the database run
-    import-time code; looking only in ``sys.modules`` keeps decoding side-effect free.
-    """
-    module_name, _, qualname = path.rpartition(".")
-    # Nested classes: the module is the longest prefix that is a loaded module.
-    parts = path.split(".")
-    for cut in range(len(parts) - 1, 0, -1):
-        module_name, qualname = ".".join(parts[:cut]), ".".join(parts[cut:])
-        module = builtins if module_name == "builtins" else sys.modules.get(module_name)
-        if module is None:
-            continue
-        obj: Any = module
-        for attr in qualname.split("."):
-            obj = getattr(obj, attr, None)
-            if obj is None:
-                break
-        if isinstance(obj, type) and issubclass(obj, Exception):
-            return obj
-        return None
-    return None
-
-
-def _rebuild_error(data: dict[str, Any]) -> BaseException:
-    message: str = data.get("message", "")
-    type_path: str = data.get("type", "")
-    rebuilt: BaseException
-    if "code" in data:
-        rebuilt = _rebuild_durakit_error(data)
-    else:
-        cls = _resolve_class(type_path)
-        rebuilt = WorkflowExecutionError(f"{type_path}: {message}", error_type=type_path)
-        if cls is not None and "args" in data:
-            # A constructor that does not take its own args back keeps the generic error.
-            with contextlib.suppress(Exception):
-                rebuilt = cls(*data["args"])
-    tb = data.get("traceback")
-    if tb:
-        rebuilt.add_note(f"Recorded traceback of the original error:\n{tb}")
-    return rebuilt
-
-
-def _rebuild_durakit_error(data: dict[str, Any]) -> DurakitError:
-    cls = ERROR_CLASSES.get(ErrorCode[data["code"]], DurakitError)
-    err = cls.__new__(cls)
-    DurakitError.__init__(err, data.get("message", ""), **data.get("fields", {}))
-    if isinstance(err, MaxStepRetriesExceededError):
-        err.errors = [_rebuild_error(e) for e in data.get("errors", [])]
-    if isinstance(err, WorkflowExecutionError):
-        err.error_type = data.get("error_type")
-    return err

@@ -19,7 +19,9 @@ def from_ms(ms: int | None) -> datetime | None:
 class WorkflowStatus:
     """A workflow's stored state; ``input``/``output`` hold decoded values (None if not loaded).
 
-    ``error`` is the rebuilt exception of a failed workflow.
+    ``error`` is the rebuilt exception of a failed workflow. A field that cannot be
+    decoded holds its plain JSON (or raw text), and ``error`` the SerializationError
+    that ``get_result`` raises; a warning is logged either way.
     """
 
     workflow_id: str
@@ -47,8 +49,8 @@ class WorkflowStatus:
 
 @attrs.frozen(kw_only=True)
 class StepInfo:
-    """One recorded step: decoded ``output`` or rebuilt ``error``; a child start names
-    its ``child_workflow_id``."""
+    """One recorded step: decoded ``output`` or rebuilt ``error`` (undecodable ones as in
+    :class:`WorkflowStatus`); a child start names its ``child_workflow_id``."""
 
     step_id: int
     name: str

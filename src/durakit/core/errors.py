@@ -10,7 +10,7 @@ Every error a user can catch derives from :class:`DurakitError` and carries an
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 
 class ErrorCode(enum.Enum):
@@ -72,18 +72,21 @@ class DurakitError(Exception):
 
     def fields(self) -> dict[str, str | int | None]:
         """The context fields that are set, for logs and for the stored error record."""
-        names = (
-            "workflow_id",
-            "destination_id",
-            "step_name",
-            "queue_name",
-            "deduplication_id",
-            "step_id",
-            "expected_name",
-            "recorded_name",
-            "max_retries",
-        )
-        return {n: getattr(self, n) for n in names if getattr(self, n) is not None}
+        return {n: getattr(self, n) for n in FIELD_NAMES if getattr(self, n) is not None}
+
+
+FIELD_NAMES = (
+    "workflow_id",
+    "destination_id",
+    "step_name",
+    "queue_name",
+    "deduplication_id",
+    "step_id",
+    "expected_name",
+    "recorded_name",
+    "max_retries",
+)
+"""The context fields of every DurakitError, in the order of its constructor."""
 
 
 def _rebuild(
@@ -139,13 +142,25 @@ class WorkflowUnexpectedTypeError(DurakitError):
 
 
 class WorkflowExecutionError(DurakitError):
-    """A workflow failed; raised when its recorded error cannot be rebuilt as its own type."""
+    """A workflow failed; raised when its recorded error cannot be rebuilt as its own type.
+
+    ``error_type`` names the original class (``module.QualName``) and ``attributes``
+    holds the JSON part of its attributes.
+    """
 
     code = ErrorCode.WORKFLOW_EXECUTION
 
-    def __init__(self, message: str, *, error_type: str | None = None, **fields: object) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        error_type: str | None = None,
+        attributes: Mapping[str, object] | None = None,
+        **fields: object,
+    ) -> None:
         super().__init__(message, **fields)  # type: ignore[arg-type]
         self.error_type = error_type
+        self.attributes: dict[str, object] = dict(attributes or {})
 
 
 class StepExecutionError(DurakitError):
