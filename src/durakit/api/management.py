@@ -123,7 +123,10 @@ class Management:
         load_input: bool = True,
         load_output: bool = True,
     ) -> list[WorkflowStatus]:
-        """Workflows matching every given filter, oldest first unless ``sort_desc``."""
+        """Workflows matching every given filter, oldest first unless ``sort_desc``.
+
+        ``user`` matches the ``authenticated_user`` recorded by ``run_workflow``.
+        """
         statuses = [status] if isinstance(status, StatusType) else status
         query = WorkflowQuery(
             workflow_ids=tuple(workflow_ids) if workflow_ids is not None else None,
@@ -146,7 +149,7 @@ class Management:
         return [self._status(r) for r in self.store.list_workflows(query)]
 
     def get_workflow_steps(self, workflow_id: str) -> list[StepInfo]:
-        """The workflow's recorded steps in order."""
+        """The workflow's recorded steps in order (see ``StepInfo`` for durakit's own)."""
         ser = self.serializer
         return [
             StepInfo(

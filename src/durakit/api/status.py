@@ -19,7 +19,9 @@ def from_ms(ms: int | None) -> datetime | None:
 class WorkflowStatus:
     """A workflow's stored state; ``input``/``output`` hold decoded values (None if not loaded).
 
-    ``error`` is the rebuilt exception of a failed workflow.
+    ``error`` is the rebuilt exception of a failed workflow. ``authenticated_user``,
+    ``authenticated_roles`` and ``assumed_role`` are what ``run_workflow`` was given
+    (durakit only records them). Times are aware UTC datetimes.
     """
 
     workflow_id: str
@@ -48,7 +50,17 @@ class WorkflowStatus:
 @attrs.frozen(kw_only=True)
 class StepInfo:
     """One recorded step: decoded ``output`` or rebuilt ``error``; a child start names
-    its ``child_workflow_id``."""
+    its ``child_workflow_id``.
+
+    durakit's own operations are recorded as steps named ``durakit.send``,
+    ``durakit.recv``, ``durakit.set_event``, ``durakit.get_event`` and
+    ``durakit.sleep``. A ``durakit.sleep`` step's ``output`` is its wake-up time as an
+    ``int`` of milliseconds since the Unix epoch (UTC), as stored:
+    ``datetime.fromtimestamp(step.output / 1000, UTC)`` reads it. ``ctx.sleep`` records
+    one; so does each ``recv`` or ``get_event`` that had to wait, for its timeout, in
+    the step ID just before its own (a ``recv`` or ``get_event`` always takes two IDs,
+    so the first is a gap when it did not wait).
+    """
 
     step_id: int
     name: str
