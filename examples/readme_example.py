@@ -31,7 +31,7 @@ def charge_card(order_id: str, amount: Decimal) -> str:
     return f"ch_{order_id}_{amount}"  # call your payment provider here
 
 
-@app.workflow()
+@app.workflow(name="checkout")
 def checkout(ctx: dk.Context, order: Order) -> Receipt:
     reservation_id = ctx.run_step(lambda: f"res_{order.sku}", name="reserve_stock")
     total = order.unit_price * order.quantity

@@ -78,3 +78,18 @@ def test_getting_started_example_prints_its_documented_output(
     source: str, output: str, tmp_path: Path
 ) -> None:
     assert _run(source, tmp_path) == output
+
+
+@pytest.mark.slow
+def test_the_demo_says_what_happened(tmp_path: Path) -> None:
+    """examples/demo.py (the README's "Try it") kills its worker; what it says is true."""
+    out = _run(ROOT / "examples" / "demo.py", tmp_path)
+    steps = dict(re.findall(r"^   \d\. (\w+) +(.+)$", out, flags=re.MULTILINE))
+    assert list(steps) == ["reserve_stock", "charge_card", "ship_parcel", "send_email"], out
+    for name in ("reserve_stock", "charge_card"):
+        assert "replayed from its checkpoint" in steps[name], out
+    assert "The 2 steps checkpointed before the kill did not run again." in out
+    in_flight = steps["ship_parcel"].startswith("was running when worker #1 was killed")
+    assert ("ship_parcel was running when the kill hit" in out) == in_flight, out
+    assert "no step ran twice" not in out
+    assert out.rstrip().endswith("Each step ran to completion exactly once.")

@@ -17,7 +17,51 @@ from durakit.core.errors import InitializationError
 
 @attrs.frozen(kw_only=True)
 class Config:
-    """Engine configuration (see the API contract for every field)."""
+    """Engine configuration: ``Durakit(Config(app_name="shop", ...))``.
+
+    Every field but ``app_name`` is optional and keyword-only. An invalid value raises
+    ``InitializationError`` naming the field.
+
+    Attributes:
+        app_name: The application's name, recorded on each workflow it starts
+            (``WorkflowStatus.application_id``). Required, not blank.
+        database_url: Where the state lives. ``None``: the SQLite file ``durakit.db`` in
+            the working directory. ``"sqlite:///relative.db"`` or
+            ``"sqlite:////absolute/path.db"``: an SQLite file. ``"postgresql://..."``:
+            PostgreSQL. ``"memory://"``: in this process only, for tests.
+        store: A ready ``SystemStore`` (for instance a ``MemoryStore`` shared by several
+            engines in a test); it wins over ``database_url``. The engine does not close
+            a store it was given.
+        database_schema: The Postgres schema of durakit's tables (default
+            ``"durakit"``); a plain identifier.
+        logger: Where the engine logs what it cannot raise to a caller: a workflow it
+            cannot recover because its name is not registered (warning), a workflow
+            dead-lettered (error), a workflow paused because the store is unreachable
+            (warning), a workflow stopped without an outcome (the exception). ``None``
+            (the default): the ``"durakit"`` logger. The stores log their
+            connection trouble on their own loggers under ``"durakit.backends"``,
+            whatever this field says.
+        admin_server: Reserved for the admin HTTP endpoint, which durakit does not
+            have yet: this field and ``admin_host`` / ``admin_port`` have no effect.
+        admin_host: See ``admin_server``.
+        admin_port: See ``admin_server``; must be a valid port number.
+        application_version: The version recorded on each workflow started here;
+            ``launch()`` recovers only PENDING workflows of this version. ``None``: the
+            environment variable ``DURAKIT_APP_VERSION``, else a hash of the registered
+            workflows' code. Pin it in production (your release number).
+        executor_id: This process's identity; ``launch()`` recovers only PENDING
+            workflows of this executor. ``None``: the environment variable
+            ``DURAKIT_EXECUTOR_ID``, else ``"local"``. Give each live process its own,
+            and keep it across restarts.
+        clock: Where time comes from, for every durable wait (sleeps, timeouts, retry
+            backoff, deadlines). Tests pass a ``durakit.testing.FakeClock``.
+        max_concurrent_workflows: At most this many workflow bodies of this engine run
+            at once; ``None`` (the default): no bound. Workflows past the bound are
+            started (their row is written and they are PENDING) and wait for a running
+            one to finish before their body runs. A parent waiting for a child's result
+            keeps its place, so leave room for children: with a bound of 1, a workflow
+            that waits for a child never finishes.
+    """
 
     app_name: str
     database_url: str | None = None

@@ -262,7 +262,27 @@ class Durakit(Recovery):
 
         The same ``workflow_id`` again runs the body once: later calls get a handle to
         the recorded outcome. A non-serializable input is rejected before anything is
-        written.
+        written. Called inside a workflow, it starts a child (as ``ctx.run_workflow``).
+
+        Args:
+            fn: A registered workflow function.
+            *args: The workflow's input, if its function takes one (one positional value).
+            workflow_id: The workflow's identity; a random UUID if not given.
+            queue: Refused for now (``WorkflowExecutionError``): queues are not there yet.
+            timeout: Seconds or a ``timedelta``; when it passes, the workflow is cancelled.
+            application_version: Recorded instead of the engine's version.
+            authenticated_user: Who asked for this workflow, as your application
+                authenticated them. Recorded on the workflow, shown in its
+                ``WorkflowStatus``, and matched by ``list_workflows(user=...)``.
+                durakit does no authentication or authorization itself: it stores what
+                it is given. Child workflows do not inherit it.
+            authenticated_roles: The roles that user holds, recorded and shown likewise
+                (``WorkflowStatus.authenticated_roles``, a tuple).
+            assumed_role: The role the user acts in for this workflow, recorded and
+                shown likewise.
+
+        Returns:
+            A handle typed by the workflow's output.
         """
         defn = self.registry.by_fn(fn)
         check_identifiers(queue=queue)

@@ -167,7 +167,9 @@ class Management:
         """Workflows matching every given filter, oldest first unless ``sort_desc``.
 
         A filter value that no stored workflow can have (an ID, name or queue name that
-        breaks the identifier rule, text with NUL or a lone surrogate) matches nothing."""
+        breaks the identifier rule, text with NUL or a lone surrogate) matches nothing.
+        ``user`` matches the ``authenticated_user`` recorded by ``run_workflow``.
+        """
         statuses = [status] if isinstance(status, StatusType) else status
         names = (name, queue_name, workflow_id_prefix or None)
         if any(v is not None and identifier_problem(v) for v in names) or any(
@@ -197,7 +199,7 @@ class Management:
         return [self._status(r) for r in self.store.list_workflows(query)]
 
     def get_workflow_steps(self, workflow_id: str) -> list[StepInfo]:
-        """The workflow's recorded steps in order."""
+        """The workflow's recorded steps in order (see ``StepInfo`` for durakit's own)."""
         check_identifier("workflow_id", workflow_id)
         steps = []
         for s in self.store.load_steps(workflow_id):

@@ -22,6 +22,8 @@ class WorkflowStatus:
     ``error`` is the rebuilt exception of a failed workflow. A field that cannot be
     decoded holds its plain JSON (or raw text), and ``error`` the SerializationError
     that ``get_result`` raises; a warning is logged either way.
+    ``authenticated_user``, ``authenticated_roles`` and ``assumed_role`` are what
+    ``run_workflow`` was given (durakit only records them). Times are aware UTC datetimes.
     """
 
     workflow_id: str
@@ -50,7 +52,17 @@ class WorkflowStatus:
 @attrs.frozen(kw_only=True)
 class StepInfo:
     """One recorded step: decoded ``output`` or rebuilt ``error`` (undecodable ones as in
-    :class:`WorkflowStatus`); a child start names its ``child_workflow_id``."""
+    :class:`WorkflowStatus`); a child start names its ``child_workflow_id``.
+
+    durakit's own operations are recorded as steps named ``durakit.send``,
+    ``durakit.recv``, ``durakit.set_event``, ``durakit.get_event`` and
+    ``durakit.sleep``. A ``durakit.sleep`` step's ``output`` is its wake-up time as an
+    ``int`` of milliseconds since the Unix epoch (UTC), as stored:
+    ``datetime.fromtimestamp(step.output / 1000, UTC)`` reads it. ``ctx.sleep`` records
+    one; so does each ``recv`` or ``get_event`` that had to wait, for its timeout, in
+    the step ID just before its own (a ``recv`` or ``get_event`` always takes two IDs,
+    so the first is a gap when it did not wait).
+    """
 
     step_id: int
     name: str

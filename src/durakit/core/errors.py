@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 
 
 class ErrorCode(enum.Enum):
-    """The seed's error codes in the seed's order, then durakit's additions."""
+    """DBOS Transact's error codes, in its order, then durakit's additions."""
 
     CONFLICTING_ID = 1
     INITIALIZATION = 2

@@ -17,7 +17,7 @@ from typing import Final
 
 
 class StatusType(enum.Enum):
-    """Where a workflow is in its life (the seed's ``WorkflowStatusType``)."""
+    """Where a workflow is in its life (DBOS Transact's ``WorkflowStatusType``)."""
 
     PENDING = "PENDING"
     ENQUEUED = "ENQUEUED"

@@ -112,7 +112,8 @@ class MockHandle(Generic[R]):
 
 
 class MockContext:
-    """Fits :class:`durakit.Context`; see the module docstring.
+    """Fits :class:`durakit.Context`: runs steps inline (retrying without waiting),
+    answers ``recv`` and ``get_event`` from scripted values, and records every call.
 
     ``messages`` maps a topic (None: the default topic) to the messages ``recv`` returns,
     oldest first; ``events`` maps ``(workflow_id, key)`` to the value ``get_event``
