@@ -189,3 +189,27 @@ def test_a_finish_records_the_outcome_and_releases_the_deduplication_id(
     assert done.deduplication_id is None
     assert done.owner == "o1"
     assert not matches(attrs.evolve(running, owner="o2"), update)
+
+
+@pytest.mark.parametrize(("event", "attempts"), [(E.RECOVER, 8), (E.RESUME, 1), (E.CANCEL, 7)])
+def test_attempts_count_recoveries_and_restart_at_a_resume(
+    event: WorkflowEvent, attempts: int
+) -> None:
+    # Deterministic companion of the property above, so every branch is taken in each run.
+    record = WorkflowRecord(
+        workflow_id="w",
+        name="n",
+        status=StatusType.PENDING,
+        input=None,
+        executor_id="x",
+        application_version="v",
+        created_at=0,
+        updated_at=0,
+        attempts=7,
+        owner="o1",
+    )
+    if event is E.RESUME:
+        record = attrs.evolve(record, status=StatusType.CANCELLED)
+    update = update_for(event, 10)
+    assert matches(record, update)
+    assert applied(record, update).attempts == attempts
