@@ -144,6 +144,43 @@ def test_fork_onto_an_existing_workflow_id_is_a_conflict_and_writes_nothing(
             app.fork_workflow("orig", 3, forked_workflow_id="fresh")
 
 
+@pytest.mark.parametrize(
+    "request_field",
+    [
+        {"authenticated_user": "ada"},
+        {"authenticated_roles": ["admin"]},
+        {"assumed_role": "admin"},
+        {"application_version": "v2"},
+    ],
+)
+def test_a_child_started_with_caller_fields_is_refused_not_stripped(
+    store: dk.SystemStore, request_field: dict[str, Any]
+) -> None:
+    app = new_app(store)
+    counts = Counts()
+
+    @app.workflow(name="child")
+    def child(ctx: dk.Context) -> str:
+        counts.bump("child")
+        return "ran"
+
+    @app.workflow(name="parent")
+    def parent(ctx: dk.Context) -> str:
+        try:
+            app.run_workflow(child, workflow_id="kid", **request_field)
+        except ValueError as e:
+            return str(e)
+        return "started"
+
+    with app:
+        message = app.run_workflow(parent, workflow_id="p").get_result(WAIT)
+        with pytest.raises(dk.NonExistentWorkflowError):
+            app.get_workflow_status("kid")
+    assert next(iter(request_field)) in message
+    assert "child" in message
+    assert counts["child"] == 0
+
+
 def test_retrieve_with_another_output_type_than_declared_is_an_unexpected_type(
     store: dk.SystemStore,
 ) -> None:

@@ -275,7 +275,9 @@ class Durakit(Recovery):
                 authenticated them. Recorded on the workflow, shown in its
                 ``WorkflowStatus``, and matched by ``list_workflows(user=...)``.
                 durakit does no authentication or authorization itself: it stores what
-                it is given. Child workflows do not inherit it.
+                it is given. Child workflows do not inherit it, and a call inside a
+                workflow (which starts a child) refuses it and the other caller
+                fields with ``ValueError``.
             authenticated_roles: The roles that user holds, recorded and shown likewise
                 (``WorkflowStatus.authenticated_roles``, a tuple).
             assumed_role: The role the user acts in for this workflow, recorded and
@@ -292,6 +294,21 @@ class Durakit(Recovery):
             )
         parent = CURRENT.get()
         if parent is not None:
+            # A child runs as its parent's step: what the caller's request carries
+            # (version, who asked) belongs to the parent and cannot be set per child.
+            given = {
+                "application_version": application_version,
+                "authenticated_user": authenticated_user,
+                "authenticated_roles": authenticated_roles,
+                "assumed_role": assumed_role,
+            }
+            refused = [name for name, value in given.items() if value is not None]
+            if refused:
+                raise ValueError(
+                    f"run_workflow inside a workflow starts a child, which takes no "
+                    f"{', '.join(refused)}: a child runs with its parent's version and "
+                    "records no caller identity"
+                )
             return parent.run_workflow(fn, *args, workflow_id=workflow_id, timeout=timeout)
         return self.start_workflow(
             defn,
