@@ -8,7 +8,14 @@ from hypothesis import strategies as st
 
 from durakit.core.errors import MaxStepRetriesExceededError
 from durakit.core.retry import RetryPolicy
-from durakit.core.steps import GiveUp, RetryAfter, StepCursor, after_failure, child_workflow_id
+from durakit.core.steps import (
+    GiveUp,
+    RetryAfter,
+    StepCursor,
+    after_failure,
+    child_workflow_id,
+    describe,
+)
 
 
 @given(st.integers(0, 200))
@@ -58,3 +65,22 @@ def test_retries_until_the_policy_allows_no_more(
 def test_no_failure_is_not_a_decision() -> None:
     with pytest.raises(ValueError, match="at least one error"):
         after_failure(RetryPolicy(), [], workflow_id="w", step_name="s", step_id=0)
+
+
+class _Unprintable(Exception):
+    def __repr__(self) -> str:
+        raise RuntimeError("repr is broken")
+
+
+def test_an_exception_whose_repr_raises_is_still_reported() -> None:
+    decision = after_failure(
+        RetryPolicy(max_retries=1),
+        [_Unprintable(), _Unprintable()],
+        workflow_id="w",
+        step_name="s",
+        step_id=0,
+    )
+    assert isinstance(decision, GiveUp)
+    assert isinstance(decision.error, MaxStepRetriesExceededError)
+    assert "<_Unprintable whose repr() raised>" in str(decision.error)
+    assert describe(ValueError("x")) == "ValueError('x')"

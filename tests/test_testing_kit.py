@@ -374,6 +374,20 @@ def test_run_step_exhausted_retries_raise_max_step_retries_exceeded() -> None:
     assert info.value.max_retries == 2
 
 
+class _BadRepr(Exception):
+    def __repr__(self) -> str:
+        raise RuntimeError("repr is broken")
+
+
+def test_exhausted_retries_of_an_unprintable_error_still_raise_the_retries_error() -> None:
+    def broken() -> None:
+        raise _BadRepr("down")
+
+    with pytest.raises(dk.MaxStepRetriesExceededError, match="whose repr\\(\\) raised") as info:
+        MockContext("wf").run_step(broken, name="call", max_retries=1)
+    assert [type(e) for e in info.value.errors] == [_BadRepr, _BadRepr]
+
+
 def test_run_step_without_retries_raises_the_steps_own_error() -> None:
     ctx = MockContext()
     attempts: list[int] = []

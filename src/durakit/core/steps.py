@@ -44,6 +44,15 @@ def child_workflow_id(parent_id: str, step_id: int) -> str:
     return f"{parent_id}-{step_id}"
 
 
+def describe(error: BaseException) -> str:
+    """``repr(error)``, or its class name when that repr raises: a user's exception must
+    not break the message that reports it."""
+    try:
+        return repr(error)
+    except Exception:  # noqa: BLE001 - any failure of user code falls back to the class
+        return f"<{type(error).__qualname__} whose repr() raised>"
+
+
 @attrs.frozen
 class RetryAfter:
     """Run the step again after ``delay`` seconds."""
@@ -77,7 +86,7 @@ def after_failure(
     return GiveUp(
         MaxStepRetriesExceededError(
             f"step {step_name!r} of workflow {workflow_id!r} failed {failed} times; "
-            f"last error: {errors[-1]!r}",
+            f"last error: {describe(errors[-1])}",
             errors=errors,
             workflow_id=workflow_id,
             step_name=step_name,

@@ -37,9 +37,10 @@ from durakit.api.validation import (
     check_identifiers,
     refuse_unsupported_result,
 )
-from durakit.core.errors import DurakitTimeoutError, MaxStepRetriesExceededError
+from durakit.core.errors import DurakitTimeoutError
 from durakit.core.retry import RetryPolicy
 from durakit.core.status import StatusType
+from durakit.core.steps import GiveUp, StepCursor, after_failure, child_workflow_id
 
 if TYPE_CHECKING:
     from durakit.api.context import Context
@@ -138,7 +139,7 @@ class MockContext:
             topic: deque(queue) for topic, queue in (messages or {}).items()
         }
         self._board: dict[tuple[str, str], Any] = dict(events or {})
-        self._next_step = 0
+        self._steps = StepCursor()
         self.calls: list[Call] = []
         self.events_set: dict[str, Any] = {}
         self.children: dict[str, MockContext] = {}
@@ -154,12 +155,10 @@ class MockContext:
     @property
     def step_id(self) -> int:
         """The ID of the last step taken (inside a step body: that step's ID); -1 before any."""
-        return self._next_step - 1
+        return self._steps.last
 
     def _take_step(self) -> int:
-        step_id = self._next_step
-        self._next_step += 1
-        return step_id
+        return self._steps.take()
 
     def _record(self, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         self.calls.append(Call(method, args, kwargs))
@@ -206,7 +205,7 @@ class MockContext:
             base_interval=base_s,
             max_interval=max_s,
         )
-        step_id = self._take_step()
+        step_id = self._steps.take()
         errors: list[Exception] = []
         while True:
             # Inside a step body, a @dk.step function is a plain call, as in the engine.
@@ -220,19 +219,16 @@ class MockContext:
                 return value
             finally:
                 IN_STEP.reset(token)
-            if not policy.may_retry(len(errors)):
-                break
-        if max_retries > 0:
-            raise MaxStepRetriesExceededError(
-                f"step {step_name!r} of workflow {self._workflow_id!r} failed "
-                f"{len(errors)} times; last error: {errors[-1]!r}",
-                errors=errors,
+            # The engine's rule; the mock retries at once instead of waiting the delay.
+            decision = after_failure(
+                policy,
+                errors,
                 workflow_id=self._workflow_id,
                 step_name=step_name,
                 step_id=step_id,
-                max_retries=max_retries,
             )
-        raise errors[-1]
+            if isinstance(decision, GiveUp):
+                raise decision.error
 
     # -- child workflows --------------------------------------------------------------
     @overload
@@ -271,7 +267,7 @@ class MockContext:
         child_id = (
             check_identifier(
                 "workflow_id",
-                f"{self._workflow_id}-{self._next_step}",
+                child_workflow_id(self._workflow_id, self._steps.last + 1),
                 derived=" (derived from the parent's ID)",
             )
             if workflow_id is None
