@@ -214,16 +214,15 @@ RESERVED = "reserved: not raised by this version"
 
 
 def _raised_names() -> set[str]:
-    """Names of the classes the source raises: ``raise X(...)``, or ``return X(...)`` in a
-    helper that builds the error a caller raises."""
+    """Names of the classes the source builds: ``raise X(...)``, ``return X(...)`` in a helper
+    that builds the error a caller raises, ``error = X(...)`` raised later, or ``GiveUp(X(...))``
+    handed back by the core's retry verdict. Building an exported error anywhere in the
+    source counts; defining it or naming it in ``isinstance`` does not."""
     names: set[str] = set()
     for path in (ROOT / "src" / "durakit").rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
-            built = node.exc if isinstance(node, ast.Raise) else None
-            if isinstance(node, ast.Return):
-                built = node.value
-            if isinstance(built, ast.Call) and isinstance(built.func, ast.Name):
-                names.add(built.func.id)
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+                names.add(node.func.id)
     return names
 
 
