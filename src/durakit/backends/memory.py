@@ -12,6 +12,7 @@ from collections import deque
 
 import attrs
 
+from durakit.core import transitions
 from durakit.core.errors import QueueDeduplicatedError
 from durakit.core.records import (
     Fence,
@@ -22,7 +23,8 @@ from durakit.core.records import (
     WorkflowRecord,
     WriteResult,
 )
-from durakit.core.status import FINISHED, StatusType
+from durakit.core.status import StatusType
+from durakit.core.transitions import WorkflowUpdate
 
 
 def record_from_new(new: NewWorkflow) -> WorkflowRecord:
@@ -149,61 +151,24 @@ class MemoryStore:
             return WriteResult.NOT_OWNER
         return WriteResult.OK
 
-    def finish_workflow(
-        self,
-        fence: Fence,
-        status: StatusType,
-        output: str | None,
-        error: str | None,
-        now_ms: int,
-    ) -> WriteResult:
+    def finish_workflow(self, fence: Fence, update: WorkflowUpdate) -> WriteResult:
+        transitions.check_finish(fence, update)
         with self._lock:
             verdict = self._fence_check(fence)
             if verdict is not WriteResult.OK:
                 return verdict
             rec = self._workflows[fence.workflow_id]
-            self._workflows[fence.workflow_id] = attrs.evolve(
-                rec,
-                status=status,
-                output=output,
-                error=error,
-                updated_at=now_ms,
-                deduplication_id=None,
-            )
+            self._workflows[fence.workflow_id] = transitions.applied(rec, update)
             return WriteResult.OK
 
     def transition_workflow(
-        self,
-        workflow_id: str,
-        *,
-        from_statuses: frozenset[StatusType],
-        to_status: StatusType,
-        now_ms: int,
-        new_owner: str | None = None,
-        executor_id: str | None = None,
-        bump_attempts: bool = False,
-        reset_attempts: bool = False,
+        self, workflow_id: str, update: WorkflowUpdate
     ) -> WorkflowRecord | None:
         with self._lock:
             rec = self._workflows.get(workflow_id)
-            if rec is None or rec.status not in from_statuses:
+            if rec is None or not transitions.matches(rec, update):
                 return None
-            changes: dict[str, object] = {"status": to_status, "updated_at": now_ms}
-            if new_owner is not None:
-                changes["owner"] = new_owner
-            if executor_id is not None:
-                changes["executor_id"] = executor_id
-            if bump_attempts:
-                changes["attempts"] = rec.attempts + 1
-            if reset_attempts:
-                changes["attempts"] = 1
-            if to_status is StatusType.PENDING and rec.status is not StatusType.PENDING:
-                changes["started_at"] = now_ms
-                if rec.timeout_ms is not None:
-                    changes["deadline_ms"] = now_ms + rec.timeout_ms
-            if to_status in FINISHED:
-                changes["deduplication_id"] = None
-            new = attrs.evolve(rec, **changes)  # type: ignore[arg-type]
+            new = transitions.applied(rec, update)
             self._workflows[workflow_id] = new
             return new
 
