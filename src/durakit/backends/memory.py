@@ -12,7 +12,7 @@ from collections import deque
 
 import attrs
 
-from durakit.core import transitions
+from durakit.core import rows, transitions
 from durakit.core.errors import QueueDeduplicatedError
 from durakit.core.records import (
     Fence,
@@ -23,39 +23,7 @@ from durakit.core.records import (
     WorkflowRecord,
     WriteResult,
 )
-from durakit.core.status import StatusType
 from durakit.core.transitions import WorkflowUpdate
-
-
-def record_from_new(new: NewWorkflow) -> WorkflowRecord:
-    """The row that :meth:`insert_workflow` creates for ``new`` (shared by all stores)."""
-    pending = new.status is StatusType.PENDING
-    deadline = new.deadline_ms
-    if pending and deadline is None and new.timeout_ms is not None:
-        deadline = new.created_at + new.timeout_ms
-    return WorkflowRecord(
-        workflow_id=new.workflow_id,
-        name=new.name,
-        status=new.status,
-        input=new.input,
-        executor_id=new.executor_id,
-        application_version=new.application_version,
-        application_id=new.application_id,
-        owner=new.owner,
-        created_at=new.created_at,
-        updated_at=new.created_at,
-        attempts=1,
-        queue_name=new.queue_name,
-        deduplication_id=new.deduplication_id,
-        priority=new.priority,
-        timeout_ms=new.timeout_ms,
-        deadline_ms=deadline,
-        started_at=new.created_at if pending else None,
-        authenticated_user=new.authenticated_user,
-        assumed_role=new.assumed_role,
-        authenticated_roles=new.authenticated_roles,
-        parent_workflow_id=new.parent_workflow_id,
-    )
 
 
 def matches(rec: WorkflowRecord, q: WorkflowQuery) -> bool:
@@ -126,7 +94,7 @@ class MemoryStore:
                             queue_name=new.queue_name,
                             deduplication_id=new.deduplication_id,
                         )
-            rec = record_from_new(new)
+            rec = rows.created(new)
             self._workflows[new.workflow_id] = rec
             return InsertResult(created=True, record=rec)
 
@@ -142,14 +110,8 @@ class MemoryStore:
     def _fence_check(self, fence: Fence) -> WriteResult:
         rec = self._workflows.get(fence.workflow_id)
         if rec is None:
-            return WriteResult.NOT_PENDING
-        if rec.status is StatusType.CANCELLED:
-            return WriteResult.CANCELLED
-        if rec.status is not StatusType.PENDING:
-            return WriteResult.NOT_PENDING
-        if rec.owner != fence.owner:
-            return WriteResult.NOT_OWNER
-        return WriteResult.OK
+            return rows.fence_verdict(None, None, fence.owner)
+        return rows.fence_verdict(rec.status, rec.owner, fence.owner)
 
     def finish_workflow(self, fence: Fence, update: WorkflowUpdate) -> WriteResult:
         transitions.check_finish(fence, update)

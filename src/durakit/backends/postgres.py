@@ -28,7 +28,6 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from durakit.backends.memory import record_from_new
 from durakit.backends.postgres_listen import Listener
 from durakit.backends.postgres_pool import Conn, RetryingPool
 from durakit.backends.postgres_schema import (
@@ -51,6 +50,7 @@ from durakit.backends.postgres_sql import (
 )
 from durakit.backends.updates import update_params
 from durakit.backends.urls import mask_password
+from durakit.core import rows
 from durakit.core.errors import InitializationError, QueueDeduplicatedError
 from durakit.core.records import (
     Fence,
@@ -159,7 +159,7 @@ class PostgresStore:
     # -- workflows ------------------------------------------------------------------
     def insert_workflow(self, new: NewWorkflow) -> InsertResult:
         """Create the row unless it exists; one round trip (see the protocol)."""
-        rec = record_from_new(new)
+        rec = rows.created(new)
         params = workflow_params(rec)
 
         def op(conn: Conn, retried: bool) -> InsertResult:

@@ -31,6 +31,7 @@ from typing import Any, Final
 import attrs
 
 from durakit.backends.postgres_pool import Conn
+from durakit.core import rows
 from durakit.core.records import Fence, StepRecord, WorkflowQuery, WorkflowRecord, WriteResult
 from durakit.core.status import StatusType
 
@@ -348,16 +349,9 @@ def read_fence_state(
 
 
 def fence_verdict(state: FenceState, owner: str) -> WriteResult:
-    """May ``owner`` write? The same order of checks as the reference store."""
-    if state.status is None:
-        return WriteResult.NOT_PENDING
-    if state.status == StatusType.CANCELLED.value:
-        return WriteResult.CANCELLED
-    if state.status != StatusType.PENDING.value:
-        return WriteResult.NOT_PENDING
-    if state.owner != owner:
-        return WriteResult.NOT_OWNER
-    return WriteResult.OK
+    """May ``owner`` write? The core's rule on the snapshot."""
+    status = None if state.status is None else StatusType(state.status)
+    return rows.fence_verdict(status, state.owner, owner)
 
 
 def explain_refusal(

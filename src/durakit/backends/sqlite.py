@@ -21,9 +21,9 @@ import attrs
 from sqlite_utils import Database
 
 from durakit.backends import sqlite_schema
-from durakit.backends.memory import record_from_new
 from durakit.backends.sqlite_pool import ConnectionPool
 from durakit.backends.updates import update_params
+from durakit.core import rows
 from durakit.core.errors import InitializationError, QueueDeduplicatedError
 from durakit.core.records import (
     Fence,
@@ -34,6 +34,7 @@ from durakit.core.records import (
     WorkflowRecord,
     WriteResult,
 )
+from durakit.core.rows import fence_verdict
 from durakit.core.status import StatusType
 from durakit.core.transitions import WorkflowUpdate, check_finish
 
@@ -62,8 +63,6 @@ _INSERT_STEP_FENCED: Final = (
     f"INSERT INTO steps (workflow_id, {_STEP_SELECT}) SELECT ?, ?, ?, ?, ?, ?, ?, ? "
     f"WHERE {_FENCE} ON CONFLICT (workflow_id, step_id) DO NOTHING"
 )
-_PENDING: Final = StatusType.PENDING.value
-_CANCELLED: Final = StatusType.CANCELLED.value
 
 
 def _roles_to_db(roles: tuple[str, ...] | None) -> str | None:
@@ -129,15 +128,8 @@ def _fence_verdict(db: Database, fence: Fence) -> WriteResult:
         "SELECT status, owner FROM workflows WHERE workflow_id = ?", (fence.workflow_id,)
     ).fetchone()
     if row is None:
-        return WriteResult.NOT_PENDING
-    status, owner = row
-    if status == _CANCELLED:
-        return WriteResult.CANCELLED
-    if status != _PENDING:
-        return WriteResult.NOT_PENDING
-    if owner != fence.owner:
-        return WriteResult.NOT_OWNER
-    return WriteResult.OK
+        return fence_verdict(None, None, fence.owner)
+    return fence_verdict(StatusType(row[0]), row[1], fence.owner)
 
 
 def _insert_step_fenced(db: Database, fence: Fence, step: StepRecord) -> WriteResult:
@@ -187,7 +179,7 @@ class SQLiteStore:
         Raises :class:`QueueDeduplicatedError` if another workflow holds the same
         (queue_name, deduplication_id); nothing is written then.
         """
-        rec = record_from_new(new)
+        rec = rows.created(new)
         values = attrs.asdict(rec, recurse=False)
         values["status"] = rec.status.value
         values["authenticated_roles"] = _roles_to_db(rec.authenticated_roles)
