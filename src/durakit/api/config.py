@@ -34,13 +34,21 @@ class Config:
             a store it was given.
         database_schema: The Postgres schema of durakit's tables (default
             ``"durakit"``); a plain identifier.
-        logger: Where the engine logs what it cannot raise to a caller: a workflow it
-            cannot recover because its name is not registered (warning), a workflow
-            dead-lettered (error), a workflow paused because the store is unreachable
-            (warning), a workflow stopped without an outcome (the exception). ``None``
-            (the default): the ``"durakit"`` logger. The stores log their
-            connection trouble on their own loggers under ``"durakit.backends"``,
-            whatever this field says.
+        logger: Where the engine logs: workflows started, finished, cancelled and
+            recovered (info); failed, dead-lettered, stranded (not registered here, or
+            of another application version) or paused because the store is
+            unreachable (warning); each step that runs (debug); a workflow stopped
+            without an outcome (the exception). Records carry ``workflow_id``,
+            ``workflow_name`` and, for steps, ``step_id`` and ``step_name`` as extra
+            attributes. ``None`` (the default): the ``"durakit"`` logger. The stores
+            log their connection trouble on their own loggers under
+            ``"durakit.backends"``, whatever this field says.
+        tracing: Make OpenTelemetry spans: one per workflow execution, one per step
+            that runs, on the global tracer provider; a workflow's executions (its
+            recoveries too, in any process) continue the trace of the code that
+            started it. Needs ``pip install 'durakit[otel]'``: without it, the engine
+            refuses to be created (``InitializationError``). ``False`` (the default):
+            nothing of OpenTelemetry is imported.
         admin_server: Reserved for the admin HTTP endpoint, which durakit does not
             have yet: this field and ``admin_host`` / ``admin_port`` have no effect.
         admin_host: See ``admin_server``.
@@ -75,6 +83,7 @@ class Config:
     executor_id: str | None = None
     clock: Clock = attrs.field(factory=SystemClock)
     max_concurrent_workflows: int | None = None
+    tracing: bool = False
 
     def __attrs_post_init__(self) -> None:
         if not self.app_name.strip():
@@ -90,6 +99,8 @@ class Config:
                 "Config.max_concurrent_workflows must be >= 1 or None, "
                 f"got {self.max_concurrent_workflows}"
             )
+        if not isinstance(self.tracing, bool):
+            raise InitializationError(f"Config.tracing must be True or False, got {self.tracing!r}")
         if not isinstance(self.clock, Clock):
             raise InitializationError("Config.clock must implement durakit.Clock (now, wait)")
 

@@ -18,6 +18,7 @@ from durakit.api.context import Context
 from durakit.api.deadlines import DeadlineWatcher
 from durakit.api.execution import CURRENT, WorkflowContext
 from durakit.api.handle import EngineHandle, Outcome, WorkflowHandle, seconds
+from durakit.api.observability import Observer
 from durakit.api.recovery import Recovery
 from durakit.api.registry import Registry, WorkflowDef
 from durakit.api.serialization import Serializer
@@ -80,6 +81,7 @@ class Durakit(Recovery):
         self.hub = WakeHub()
         self.clock: Clock = config.clock
         self.log: Logger = config.resolved_logger()
+        self.observer = Observer(self.log, tracing=config.tracing)
         self.executor_id = config.resolved_executor_id()
         self.application_version = ""
         self._store: SystemStore | None = config.store
@@ -174,6 +176,7 @@ class Durakit(Recovery):
             self.hub.pushed = True
         self._launched = True
         self.recover_pending_workflows()
+        self.observer.other_versions(self._store, self.executor_id, self.application_version)
 
     def shutdown(self, timeout: float = 5.0) -> None:
         """Stop: running workflows are interrupted at their next durable operation and
@@ -384,12 +387,14 @@ class Durakit(Recovery):
                 assumed_role=assumed_role,
                 authenticated_roles=tuple(authenticated_roles) if authenticated_roles else None,
                 parent_workflow_id=parent.workflow_id if parent is not None else None,
+                trace_context=self.observer.trace_context(),
             )
         )
         record = result.record
         self._check_name(wid, record.name, defn.name)
         if not result.created or record.owner != owner:
             return self.handle_for(wid, defn.output_type)
+        self.observer.started(record)
         return self._spawn(defn, record, owner, recorded=[])
 
     @staticmethod

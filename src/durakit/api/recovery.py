@@ -81,9 +81,7 @@ class Recovery(Runner):
             if busy:
                 continue
             if defn is None:
-                self.log.warning(
-                    "cannot recover %s: workflow %r is not registered", wid, record.name
-                )
+                self.observer.not_registered(record)
                 continue
             owner = uuid.uuid4().hex
             claimed = self.store.transition_workflow(
@@ -101,11 +99,10 @@ class Recovery(Runner):
                 self.store.transition_workflow(
                     wid, plan(WorkflowEvent.DEAD_LETTER, now_ms(self.clock))
                 )
-                self.log.error(
-                    "workflow %s dead-lettered after %d recoveries", wid, claimed.attempts - 1
-                )
+                self.observer.dead_lettered(claimed)
                 self.hub.notify(f"wf:{wid}")
                 continue
+            self.observer.recovered(claimed)
             self._spawn(defn, claimed, owner, self.store.load_steps(wid))
             recovered.append(wid)
         return recovered

@@ -15,6 +15,7 @@ from durakit.api.deadlines import DeadlineWatcher
 from durakit.api.execution import CURRENT, WorkflowContext
 from durakit.api.handle import EngineHandle, Outcome
 from durakit.api.management import Control
+from durakit.api.observability import Observer, observe_execution, observe_finish
 from durakit.api.registry import Registry, WorkflowDef
 from durakit.api.serialization import Serializer
 from durakit.api.waiting import WakeHub
@@ -40,6 +41,7 @@ class Runner(Control):
     hub: WakeHub
     clock: Clock
     log: Logger
+    observer: Observer
     executor_id: str
     application_version: str
     _lock: threading.Lock
@@ -130,6 +132,7 @@ class Runner(Control):
                 self.clock.wait(freed, None, poll=1.0)
                 freed.clear()
 
+    @observe_execution
     def _run_body(self, ctx: WorkflowContext, record: WorkflowRecord, outcome: Outcome) -> None:
         defn = ctx.defn
         ser = self.serializer
@@ -152,6 +155,7 @@ class Runner(Control):
             return
         self._finish(ctx, StatusType.SUCCESS, text, live, outcome)
 
+    @observe_finish
     def _finish(
         self,
         ctx: WorkflowContext,

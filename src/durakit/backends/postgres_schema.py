@@ -18,7 +18,7 @@ from psycopg import sql
 
 from durakit.core.errors import InitializationError
 
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final = 2
 """The schema version this durakit writes and understands."""
 
 DEDUP_INDEX: Final = "workflows_dedup_idx"
@@ -110,6 +110,10 @@ _MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
             PRIMARY KEY (workflow_id, key)
         )
         """,
+    ),
+    (
+        # Tracing: the trace context of the workflow's starter (NULL without tracing).
+        "ALTER TABLE {s}.workflows ADD COLUMN trace_context text",
     ),
 )
 assert len(_MIGRATIONS) == SCHEMA_VERSION  # a new migration must bump SCHEMA_VERSION
