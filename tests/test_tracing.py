@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 import subprocess
 import sys
 import threading
@@ -318,3 +319,26 @@ def test_tracing_without_opentelemetry_installed_is_refused_clearly() -> None:
     assert done.returncode != 0
     assert "durakit.core.errors.InitializationError: Config.tracing=True needs " in done.stderr
     assert "pip install 'durakit[otel]'" in done.stderr
+
+
+def _docs_block(marker: str) -> str:
+    text = (ROOT / "docs" / "observability.md").read_text()
+    (block,) = [b for b in text.split("```python\n")[1:] if marker in b.split("```")[0]]
+    return block.split("```")[0]
+
+
+def test_the_docs_examples_run() -> None:
+    done = _run(_docs_block("ConsoleSpanExporter"))
+    assert done.returncode == 0, done.stderr
+    assert "charged o-17" in done.stdout
+    names = re.findall(r'"name": "([^"]+)"', done.stdout)
+    assert sorted(names) == ["POST /orders", "step charge", "step reserve", "workflow checkout"]
+    assert len(set(re.findall(r'"trace_id": "(0x[0-9a-f]+)"', done.stdout))) == 1
+
+    logging_example = _docs_block("WorkflowFields") + _WORKFLOW.format(tracing="")
+    done = _run(logging_example)
+    assert done.returncode == 0, done.stderr
+    lines = done.stderr.splitlines()
+    assert len(lines) == 2
+    assert lines[0].startswith("INFO [")
+    assert lines[0].endswith(") started")
