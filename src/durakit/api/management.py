@@ -9,6 +9,7 @@ import uuid
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
+from durakit.api import retention
 from durakit.api.clock import Clock, now_ms
 from durakit.api.handle import EngineHandle, WorkflowHandle, seconds
 from durakit.api.registry import Registry
@@ -297,6 +298,18 @@ class Management:
                         workflow_id=workflow_id,
                     )
                 self.clock.wait(event, until, poll=backoff.next())
+
+    def garbage_collect(self, older_than: timedelta | datetime, keep: int | None = None) -> int:
+        """Delete finished workflows (SUCCESS, ERROR, CANCELLED,
+        MAX_RECOVERY_ATTEMPTS_EXCEEDED) last updated before the cutoff, with their
+        steps, messages and events, in bounded batches; return how many were deleted.
+
+        ``older_than`` is an age (a timedelta, on the engine's clock) or a cutoff (an
+        aware datetime). ``keep=N`` spares the N most recently finished workflows
+        whatever their age. PENDING and ENQUEUED workflows are never deleted, nor a
+        child whose parent is still PENDING or ENQUEUED.
+        """
+        return retention.garbage_collect(self.store, self.clock, older_than, keep)
 
 
 def _type_name(type_: Any) -> str:
