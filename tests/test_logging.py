@@ -149,7 +149,7 @@ def test_a_failing_step_is_a_debug_record_with_its_attempts(
 
     @app.workflow(name="doomed")
     def doomed(ctx: dk.Context) -> None:
-        ctx.run_step(lambda: 1 / 0, name="divide")
+        ctx.run_step(fn=lambda: 1 / 0, name="divide")  # fn by keyword works as well
 
     with app:
         assert app.run_workflow(flaky_wf, workflow_id="f1").get_result() == 3

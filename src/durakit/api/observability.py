@@ -23,7 +23,7 @@ import functools
 import logging
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager, nullcontext
-from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from durakit.api.errors_codec import safe_repr
 from durakit.core.errors import InitializationError, WorkflowCancelledSignal
@@ -37,8 +37,6 @@ if TYPE_CHECKING:
     from durakit.api.tracing import Tracer
     from durakit.backends.protocol import SystemStore
 
-P = ParamSpec("P")
-R = TypeVar("R")
 RunnerT = TypeVar("RunnerT", bound="Runner")
 
 _STRANDED_SAMPLE = 10  # workflow IDs named in one "stranded" record
@@ -245,6 +243,7 @@ def _load_tracer() -> Tracer:
 
 
 # -- the hooks ---------------------------------------------------------------------------
+RunStep = TypeVar("RunStep", bound=Callable[..., Any])
 RunBody = Callable[[RunnerT, "WorkflowContext", WorkflowRecord, "Outcome"], None]
 
 
@@ -282,17 +281,13 @@ def observe_finish(finish: Finish[RunnerT]) -> Finish[RunnerT]:
     return observed
 
 
-def observe_step(
-    run_step: Callable[Concatenate[WorkflowContext, Callable[[], R], P], R],
-) -> Callable[Concatenate[WorkflowContext, Callable[[], R], P], R]:
+def observe_step(run_step: RunStep) -> RunStep:
     """Decorates ``WorkflowContext.run_step``: a DEBUG record and a span for each step
     that runs. A replayed step, or a call refused before it took a step, never calls
     the function, and is not reported."""
 
     @functools.wraps(run_step)
-    def observed(
-        ctx: WorkflowContext, fn: Callable[[], R], /, *args: P.args, **kwargs: P.kwargs
-    ) -> R:
+    def observed(ctx: WorkflowContext, fn: Callable[[], Any], *args: Any, **kwargs: Any) -> Any:
         observer: Observer = ctx._engine.observer
         if not observer.watches_steps:
             return run_step(ctx, fn, *args, **kwargs)
@@ -307,7 +302,7 @@ def observe_step(
             calls = _Counted(fn, begin)
             return run_step(ctx, calls, *args, **kwargs)
 
-    return observed
+    return cast("RunStep", observed)
 
 
 def _step_name_of(fn: Callable[..., object]) -> str:
