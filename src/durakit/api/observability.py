@@ -149,6 +149,23 @@ class Observer:
                     self.tracer.set_status(StatusType.CANCELLED.value)
                 raise
 
+    def paused(self, ctx: WorkflowContext) -> None:
+        self.log.warning(
+            "workflow %s (%s) paused: the store is unavailable; it resumes once it answers",
+            ctx.workflow_id,
+            ctx.defn.name,
+            extra=_fields(ctx.workflow_id, ctx.defn.name),
+        )
+
+    def stopped_without_outcome(self, ctx: WorkflowContext) -> None:
+        """Called in an ``except`` block: the record carries the exception."""
+        self.log.exception(
+            "workflow %s (%s) stopped without an outcome; it stays PENDING for recovery",
+            ctx.workflow_id,
+            ctx.defn.name,
+            extra=_fields(ctx.workflow_id, ctx.defn.name),
+        )
+
     def finished(
         self, ctx: WorkflowContext, status: StatusType, value: Any, outcome: Outcome
     ) -> None:

@@ -93,15 +93,15 @@ class Runner(Control):
         except (StoreUnavailableSignal, StoreUnavailableError):
             outcome.set_unknown()
             if not self._stopping:
-                self.log.warning("workflow %s paused: the store is unavailable", wid)
+                self.observer.paused(ctx)
                 self._recover_later(wid)
         except WorkflowInterrupted:
             outcome.set_unknown()
-        except BaseException:
+        except BaseException:  # noqa: BLE001 - logged with its traceback by the observer
             # A store failure while stopping (or a bug): leave the row PENDING for
             # recovery rather than record an outcome we are unsure of.
             if not self._stopping:
-                self.log.exception("workflow %s stopped without an outcome", wid)
+                self.observer.stopped_without_outcome(ctx)
             outcome.set_unknown()
         finally:
             if not outcome.done.is_set():
