@@ -16,13 +16,13 @@ from durakit.api.clock import Clock, TracksWorkflows, now_ms
 from durakit.api.config import Config
 from durakit.api.context import Context
 from durakit.api.deadlines import DeadlineWatcher
-from durakit.api.execution import CURRENT, WorkflowContext
+from durakit.api.execution import WorkflowContext
 from durakit.api.handle import EngineHandle, Outcome, WorkflowHandle, seconds
 from durakit.api.recovery import Recovery
 from durakit.api.registry import Registry, WorkflowDef
 from durakit.api.serialization import Serializer
 from durakit.api.validation import check_duration, check_identifiers, check_text
-from durakit.api.waiting import WakeHub
+from durakit.api.waiting import CURRENT, WakeHub
 from durakit.api.workflow import Workflow
 from durakit.backends.protocol import PushNotifications, SystemStore
 from durakit.core.errors import (

@@ -12,12 +12,12 @@ from typing import TYPE_CHECKING, Any, cast
 from durakit.api.clock import Clock, TracksWorkflows, now_ms
 from durakit.api.config import Config
 from durakit.api.deadlines import DeadlineWatcher
-from durakit.api.execution import CURRENT, WorkflowContext
+from durakit.api.execution import WorkflowContext
 from durakit.api.handle import EngineHandle, Outcome
 from durakit.api.management import Control
 from durakit.api.registry import Registry, WorkflowDef
 from durakit.api.serialization import Serializer
-from durakit.api.waiting import WakeHub
+from durakit.api.waiting import CURRENT, WakeHub
 from durakit.core.errors import StoreUnavailableError, StoreUnavailableSignal, WorkflowInterrupted
 from durakit.core.records import StepRecord, WorkflowRecord, WriteResult
 from durakit.core.status import StatusType
