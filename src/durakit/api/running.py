@@ -30,6 +30,14 @@ Logger = logging.Logger
 _SLOTS = "slots"  # hub key: a max_concurrent_workflows slot was freed
 
 
+class EngineStopped(WorkflowInterrupted):
+    """The engine shut down while this execution ran: it stops, leaving the workflow
+    PENDING for the next launch to recover."""
+
+    def __init__(self, workflow_id: str) -> None:
+        super().__init__(workflow_id, "engine shut down")
+
+
 class Runner(Control):
     """Starts execution threads and records what their bodies return or raise."""
 
@@ -47,10 +55,11 @@ class Runner(Control):
     _stopping: bool
     _slots: threading.BoundedSemaphore | None
     _deadlines: DeadlineWatcher
+    _launched: bool
     _tracker: TracksWorkflows | None
     _finishing: set[WorkflowContext]
 
-    def _recover_later(self, workflow_id: str) -> None:
+    def _recover_later(self, workflow_id: str, first_delay: float = 0.5) -> None:
         raise NotImplementedError
 
     # -- executing ---------------------------------------------------------------------
@@ -112,12 +121,24 @@ class Runner(Control):
                     del self._active[wid]
                 self._threads.discard(threading.current_thread())
                 self._finishing.discard(ctx)
+                # Stopped by a shutdown, but the engine was launched again before this
+                # thread ended (a step outlasted the shutdown's wait): that launch's
+                # recovery skipped the workflow as still running here, so nobody else
+                # will resume it. Read under the lock that recovery's check takes.
+                orphaned = (
+                    ours
+                    and not outcome.known
+                    and isinstance(ctx.interrupt, EngineStopped)
+                    and self._launched
+                )
             if ours:
                 self._deadlines.unwatch(wid)
             self.hub.notify(f"wf:{wid}")
             CURRENT.reset(token)
             if self._tracker is not None:
                 self._tracker.workflow_finished()
+            if orphaned:
+                self._recover_later(wid, first_delay=0.0)
 
     def _take_slot(self) -> None:
         """Wait for a free slot under ``max_concurrent_workflows``, through the clock,
