@@ -100,29 +100,39 @@ def bounded(call: Callable[[], T]) -> T:
     return results[0]
 
 
+CALLS = [
+    "live get_result",
+    "stored get_result",
+    "client get_result",
+    "app get_event",
+    "client get_event",
+]
+"""Where a caller can wait from: the engine running the workflow (live handle), another
+engine (which reads the store), a client; and get_event from the engine and a client."""
+
+
 class Callers:
     """An engine on a FakeClock, a second engine and a client on the same database (and
-    clock): the three places a caller can wait from."""
+    clock), and a way to wait with a timeout from each place in CALLS."""
 
     def __init__(self, engines: Engines, store_factory: StoreFactory, clock: FakeClock) -> None:
         self.app = engines.start(*WORKFLOWS, clock=clock)
         self.other = engines.start(*WORKFLOWS, clock=clock)
         self.client = dk.Client(store=store_factory(), clock=clock)
 
-    def result(self, where: str, workflow_id: str, timeout: float) -> Any:
-        """``get_result(timeout=)`` from ``where``: the live handle's engine, another
-        engine (which reads the store), or a client."""
-        if where == "live":
-            handle = self.app.retrieve_workflow(workflow_id)
-        elif where == "stored":
-            handle = self.other.retrieve_workflow(workflow_id)
-        else:
-            handle = self.client.retrieve_workflow(workflow_id)
-        return handle.get_result(timeout=timeout)
+    def start(self, call: str) -> str:
+        """Start the workflow ``call`` waits on: it yields "done" after a fake day, as its
+        result or as its event "status"; returns its ID."""
+        fn = nap_then_work if call.endswith("get_result") else nap_then_publish
+        return self.app.run_workflow(fn).workflow_id
 
-    def event(self, where: str, workflow_id: str, timeout: float) -> Any:
-        source = self.app if where == "app" else self.client
-        return source.get_event(workflow_id, "status", timeout=timeout)
+    def wait(self, call: str, workflow_id: str, timeout: float) -> Any:
+        where, what = call.split()
+        if what == "get_event":
+            source = self.app if where == "app" else self.client
+            return source.get_event(workflow_id, "status", timeout=timeout)
+        reader = {"live": self.app, "stored": self.other, "client": self.client}[where]
+        return reader.retrieve_workflow(workflow_id).get_result(timeout=timeout)
 
 
 @pytest.fixture
@@ -135,53 +145,30 @@ def manual_clock() -> FakeClock:
     return FakeClock(T0, auto_advance=False)
 
 
-@pytest.mark.parametrize("where", ["live", "stored", "client"])
-def test_get_result_outlasts_a_fake_day_jump(
-    engines: Engines, store_factory: StoreFactory, auto_clock: FakeClock, where: str
+@pytest.mark.parametrize("call", CALLS)
+def test_a_caller_timeout_outlasts_a_fake_day_jump(
+    engines: Engines, store_factory: StoreFactory, auto_clock: FakeClock, call: str
 ) -> None:
     callers = Callers(engines, store_factory, auto_clock)
-    handle = callers.app.run_workflow(nap_then_work)
+    wid = callers.start(call)
     began = time.monotonic()
-    assert bounded(lambda: callers.result(where, handle.workflow_id, CALLER_TIMEOUT)) == "done"
+    assert bounded(lambda: callers.wait(call, wid, CALLER_TIMEOUT)) == "done"
     assert 2 * BUSY <= time.monotonic() - began < CALLER_TIMEOUT
     assert auto_clock.now() >= T0.timestamp() + DAY.total_seconds()
 
 
-@pytest.mark.parametrize("where", ["app", "client"])
-def test_get_event_outlasts_a_fake_day_jump(
-    engines: Engines, store_factory: StoreFactory, auto_clock: FakeClock, where: str
-) -> None:
-    callers = Callers(engines, store_factory, auto_clock)
-    handle = callers.app.run_workflow(nap_then_publish)
-    assert bounded(lambda: callers.event(where, handle.workflow_id, CALLER_TIMEOUT)) == "done"
-    assert handle.get_result(timeout=WAIT) == "published"
-
-
-@pytest.mark.parametrize("where", ["live", "stored", "client"])
-def test_get_result_times_out_in_real_time_on_a_clock_that_never_moves(
-    engines: Engines, store_factory: StoreFactory, manual_clock: FakeClock, where: str
+@pytest.mark.parametrize("call", CALLS)
+def test_a_caller_timeout_ends_in_real_time_on_a_clock_that_never_moves(
+    engines: Engines, store_factory: StoreFactory, manual_clock: FakeClock, call: str
 ) -> None:
     callers = Callers(engines, store_factory, manual_clock)
-    handle = callers.app.run_workflow(nap_then_work)
+    wid = callers.start(call)
     assert manual_clock.wait_for_waiters(1)
     began = time.monotonic()
-    with pytest.raises(dk.DurakitTimeoutError, match=r"did not finish within 0\.3 s"):
-        bounded(lambda: callers.result(where, handle.workflow_id, SHORT))
+    with pytest.raises(dk.DurakitTimeoutError, match=r"within 0\.3"):
+        bounded(lambda: callers.wait(call, wid, SHORT))
     assert SHORT <= time.monotonic() - began < WAIT
     assert manual_clock.now() == T0.timestamp()  # the caller's wait never moved fake time
-
-
-@pytest.mark.parametrize("where", ["app", "client"])
-def test_get_event_times_out_in_real_time_on_a_clock_that_never_moves(
-    engines: Engines, store_factory: StoreFactory, manual_clock: FakeClock, where: str
-) -> None:
-    callers = Callers(engines, store_factory, manual_clock)
-    handle = callers.app.run_workflow(nap_then_publish)
-    assert manual_clock.wait_for_waiters(1)
-    began = time.monotonic()
-    with pytest.raises(dk.DurakitTimeoutError, match=r"was not set within 0\.3"):
-        bounded(lambda: callers.event(where, handle.workflow_id, SHORT))
-    assert SHORT <= time.monotonic() - began < WAIT
 
 
 def test_wait_for_waiters_then_advance_steps_through_several_sleeps(
