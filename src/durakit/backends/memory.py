@@ -73,6 +73,7 @@ class MemoryStore:
         """Nothing to migrate in memory."""
 
     def close(self) -> None:
+        """Nothing to release: the data stays, and an engine launched again uses it."""
         self._closed = True
 
     # -- workflows -------------------------------------------------------------
