@@ -19,8 +19,8 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from durakit.backends.dsn import mask_secrets
 from durakit.backends.postgres import PostgresStore
-from durakit.backends.urls import mask_password
 
 DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/test"
 
@@ -44,7 +44,7 @@ def require_postgres() -> str:
     """The URL, or skip (fail under CI) the calling test if Postgres is not reachable."""
     url = postgres_url()
     if not postgres_available(url):
-        where = mask_password(url)
+        where = mask_secrets(url)
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail(f"CI=true but Postgres is not reachable at {where}")
         pytest.skip(f"Postgres not reachable at {where}; start it or set DURAKIT_TEST_DATABASE_URL")

@@ -11,8 +11,13 @@ import os
 import attrs
 
 from durakit.api.clock import Clock, SystemClock
+from durakit.backends.dsn import mask_secrets
 from durakit.backends.protocol import SystemStore
 from durakit.core.errors import InitializationError
+
+
+def _masked_repr(url: str | None) -> str:
+    return repr(url if url is None else mask_secrets(url))
 
 
 @attrs.frozen(kw_only=True)
@@ -64,7 +69,8 @@ class Config:
     """
 
     app_name: str
-    database_url: str | None = None
+    # The URL's password stays out of repr()/str(), so a logged Config does not leak it.
+    database_url: str | None = attrs.field(default=None, repr=_masked_repr)
     store: SystemStore | None = None
     database_schema: str = "durakit"
     logger: logging.Logger | None = None

@@ -28,6 +28,7 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+from durakit.backends.dsn import mask_secrets
 from durakit.backends.memory import record_from_new
 from durakit.backends.postgres_listen import Listener
 from durakit.backends.postgres_pool import Conn, RetryingPool
@@ -49,7 +50,6 @@ from durakit.backends.postgres_sql import (
     workflow_from_row,
     workflow_params,
 )
-from durakit.backends.urls import mask_password
 from durakit.core.errors import InitializationError, QueueDeduplicatedError
 from durakit.core.records import (
     Fence,
@@ -93,7 +93,7 @@ class PostgresStore:
             info = conninfo_to_dict(url)
         except psycopg.ProgrammingError as exc:
             raise InitializationError(
-                f"invalid Postgres URL {mask_password(url)!r}: {exc}"
+                f"invalid Postgres URL {mask_secrets(url)!r}: {exc}"
             ) from None
         # Defaults the URL may override: sessions named in pg_stat_activity, and a bound
         # on connection attempts so a blackholed server cannot hang a pool worker.
