@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
+from psycopg.conninfo import conninfo_to_dict
 
 import durakit as dk
 from durakit.backends.dsn import mask_secrets
 from durakit.backends.urls import open_store
+from tests.pg import require_postgres
 
 SECRET = "s3cr3t-pw"  # noqa: S105 - the value the tests look for
 URLS = [
@@ -55,3 +59,24 @@ def test_an_unsupported_url_error_hides_the_password(url: str) -> None:
         open_store(url, "s")
     assert SECRET not in str(info.value)
     assert SECRET not in repr(info.value)
+
+
+def test_a_failed_connection_names_the_server_but_not_the_password(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    base = require_postgres()
+    info = conninfo_to_dict(base)
+    host, port = info.get("host") or "127.0.0.1", info.get("port") or "5432"
+    for url in (
+        f"postgresql://{info.get('user') or 'postgres'}:{SECRET}@{host}:{port}/durakit_no_db",
+        f"host={host} port={port} dbname=durakit_no_db password={SECRET}",
+    ):
+        caplog.set_level(logging.DEBUG)
+        config = dk.Config(app_name="shop", database_url=url)
+        app = dk.Durakit(config)
+        with pytest.raises(dk.InitializationError) as raised:
+            app.launch()
+        assert "durakit_no_db" in str(raised.value)
+        for text in (str(raised.value), repr(raised.value), repr(config), repr(app)):
+            assert SECRET not in text
+        assert all(SECRET not in r.getMessage() for r in caplog.records)

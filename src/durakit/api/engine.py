@@ -162,7 +162,14 @@ class Durakit(Recovery):
             from durakit.backends.urls import open_store  # noqa: PLC0415 - drivers load on demand
 
             self._store = open_store(self.config.database_url, self.config.database_schema)
-        self._store.migrate()
+        try:
+            self._store.migrate()
+        except BaseException:
+            # A launch that failed leaves nothing open: a store it opened is closed.
+            if self.config.store is None:
+                self._store.close()
+                self._store = None
+            raise
         self.registry.freeze()
         self.application_version = (
             self.config.application_version

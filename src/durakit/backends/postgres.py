@@ -30,6 +30,11 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from durakit.backends.dsn import mask_secrets
 from durakit.backends.memory import record_from_new
+from durakit.backends.postgres_errors import (
+    connect_reason,
+    describe_target,
+    is_permanent_connect_error,
+)
 from durakit.backends.postgres_listen import Listener
 from durakit.backends.postgres_pool import Conn, RetryingPool
 from durakit.backends.postgres_schema import (
@@ -68,6 +73,19 @@ _CONNECT_DEFAULTS: Final = {"application_name": "durakit", "connect_timeout": "1
 _LISTEN_WAIT_S: Final = 5.0  # subscribe() waits this long, at most, for LISTEN to be active
 
 
+def _refuse_permanent_failure(conninfo: str, target: str) -> None:
+    """One direct connection attempt, before the pool starts: a wrong database, role,
+    password or option raises :class:`InitializationError` with the server's reason now,
+    instead of the pool retrying it for the whole retry budget. A transient failure (the
+    server is down) is left to the pool's retries."""
+    try:
+        psycopg.connect(conninfo, autocommit=True).close()
+    except psycopg.Error as exc:
+        if is_permanent_connect_error(exc):
+            reason = mask_secrets(connect_reason(exc))
+            raise InitializationError(f"cannot connect to Postgres ({target}): {reason}") from exc
+
+
 class PostgresStore:
     """A :class:`~durakit.backends.protocol.SystemStore` on PostgreSQL, with push wake-ups.
 
@@ -102,6 +120,8 @@ class PostgresStore:
             url = make_conninfo(url, **extra)
         self._conninfo = url
         self._schema = schema
+        self._target = describe_target(url)
+        _refuse_permanent_failure(url, self._target)
         self._channel = channel_name(schema)
         self._sql = Statements(quote_ident(schema), sql.Literal(self._channel).as_string())
         self._db = RetryingPool(
@@ -116,7 +136,7 @@ class PostgresStore:
         self._closed = False
 
     def __repr__(self) -> str:
-        return f"PostgresStore(schema={self._schema!r})"
+        return f"PostgresStore({self._target}, schema={self._schema!r})"
 
     # -- lifecycle ------------------------------------------------------------------
     def migrate(self) -> None:
