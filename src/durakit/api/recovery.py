@@ -52,6 +52,7 @@ class Recovery(Runner):
                 except StoreUnavailableError:
                     delay = min(delay * 2, 10.0)
                     continue
+                self._store_health().up()
                 return
 
         threading.Thread(target=retry, name=f"durakit-retry-{workflow_id}", daemon=True).start()

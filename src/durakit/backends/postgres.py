@@ -29,6 +29,7 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from durakit.backends.dsn import mask_secrets
+from durakit.backends.health import StoreHealth
 from durakit.backends.memory import record_from_new
 from durakit.backends.postgres_errors import (
     connect_reason,
@@ -73,7 +74,7 @@ _CONNECT_DEFAULTS: Final = {"application_name": "durakit", "connect_timeout": "1
 _LISTEN_WAIT_S: Final = 5.0  # subscribe() waits this long, at most, for LISTEN to be active
 
 
-def _refuse_permanent_failure(conninfo: str, target: str) -> None:
+def _refuse_permanent_failure(conninfo: str, target: str, health: StoreHealth) -> None:
     """One direct connection attempt, before the pool starts: a wrong database, role,
     password or option raises :class:`InitializationError` with the server's reason now,
     instead of the pool retrying it for the whole retry budget. A transient failure (the
@@ -81,9 +82,10 @@ def _refuse_permanent_failure(conninfo: str, target: str) -> None:
     try:
         psycopg.connect(conninfo, autocommit=True).close()
     except psycopg.Error as exc:
+        reason = mask_secrets(connect_reason(exc))
         if is_permanent_connect_error(exc):
-            reason = mask_secrets(connect_reason(exc))
             raise InitializationError(f"cannot connect to Postgres ({target}): {reason}") from exc
+        health.down(reason)
 
 
 class PostgresStore:
@@ -121,7 +123,8 @@ class PostgresStore:
         self._conninfo = url
         self._schema = schema
         self._target = describe_target(url)
-        _refuse_permanent_failure(url, self._target)
+        self._health = StoreHealth(f"Postgres ({self._target}, schema {schema!r})")
+        _refuse_permanent_failure(url, self._target, self._health)
         self._channel = channel_name(schema)
         self._sql = Statements(quote_ident(schema), sql.Literal(self._channel).as_string())
         self._db = RetryingPool(
@@ -130,6 +133,7 @@ class PostgresStore:
             min_size=min_size,
             max_size=max_size,
             retry_timeout=retry_timeout,
+            health=self._health,
         )
         self._lock = threading.Lock()
         self._listener: Listener | None = None
@@ -137,6 +141,11 @@ class PostgresStore:
 
     def __repr__(self) -> str:
         return f"PostgresStore({self._target}, schema={self._schema!r})"
+
+    @property
+    def health(self) -> StoreHealth:
+        """Whether the server answers; outages are logged here once, not per call."""
+        return self._health
 
     # -- lifecycle ------------------------------------------------------------------
     def migrate(self) -> None:
@@ -169,7 +178,7 @@ class PostgresStore:
                 raise RuntimeError("subscribe() on a closed PostgresStore")
             listener = self._listener
             if listener is None:
-                listener = self._listener = Listener(self._conninfo, self._channel)
+                listener = self._listener = Listener(self._conninfo, self._channel, self._health)
                 listener.start()
             listener.add(callback)
         # Outside the lock: close() must not wait for an unreachable database.

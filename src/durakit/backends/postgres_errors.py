@@ -81,7 +81,7 @@ def is_permanent_connect_error(exc: BaseException) -> bool:
     return _PERMANENT_MESSAGES.search(text) is not None
 
 
-def connect_reason(exc: BaseException) -> str:
+def connect_reason(exc: object) -> str:
     """The server's (or libpq's) reason for a failed connection, without the preamble."""
     lines = str(exc).strip().splitlines()
     if not lines:
