@@ -106,20 +106,36 @@ def test_workflows_paused_on_a_store_without_health_log_the_outage_once(
 
 def test_store_health_logs_changes_only(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
-    health = StoreHealth("the test store")
+    now = [0.0]
+    health = StoreHealth("the test store", clock=lambda: now[0])
     health.up()
     health.down("a blip")
     assert "a blip" in repr(health)
-    health.up()  # back before the grace period: nothing logged
-    for attempt in range(100):
-        health.down(f"refused ({attempt}) postgresql://u:secret@h/db", confirmed=attempt == 50)
+    now[0] += 0.5
+    health.up()  # back within the grace period: nothing logged
+    for attempt in range(100):  # failing for 25 s
+        now[0] += 0.25
+        health.down(f"refused ({attempt}) postgresql://u:secret@h/db")
     assert health.reason == "refused (99) postgresql://u:***@h/db"
-    assert "down" in repr(health)
+    health.up()  # a success between failures: not back yet
+    now[0] += 0.5
+    health.down("refused again")
+    now[0] += 2.0
     health.up()
     health.up()
     assert "up" in repr(health)
     lines = [r.getMessage() for r in caplog.records]
-    assert len(lines) == 2
-    assert lines[0].startswith("durakit: the test store is unavailable: refused (50)")
-    assert "secret" not in lines[0]
-    assert lines[1].startswith("durakit: the test store is available again after ")
+    assert len(lines) == 2, lines
+    assert lines[0].startswith("durakit: the test store is unavailable: refused (4)")
+    assert "secret" not in caplog.text
+    assert lines[1] == "durakit: the test store is available again after 27.2 s"
+
+
+def test_a_confirmed_failure_is_logged_at_once(caplog: pytest.LogCaptureFixture) -> None:
+    health = StoreHealth("s", clock=lambda: 0.0)
+    health.down("gave up", confirmed=True)
+    health.down("still")
+    assert [r.getMessage() for r in caplog.records] == [
+        "durakit: s is unavailable: gave up. Calls retry; workflows that outlast the retry "
+        "budget pause and resume when it is back"
+    ]

@@ -63,7 +63,8 @@ class Runner(Control):
         if isinstance(store, ReportsHealth):
             return store.health
         if self._own_health is None:
-            self._own_health = StoreHealth(f"the store {store!r}", self.log)
+            # Told only of pauses (confirmed) and of recoveries: no flapping to smooth.
+            self._own_health = StoreHealth(f"the store {store!r}", self.log, grace_s=0.0)
         return self._own_health
 
     # -- executing ---------------------------------------------------------------------
