@@ -18,9 +18,11 @@ from typing import Any
 import psycopg
 import pytest
 from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from durakit.backends.dsn import mask_secrets
 from durakit.backends.postgres import PostgresStore
+from tests.tcp_proxy import TcpProxy
 
 DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/test"
 
@@ -84,3 +86,16 @@ def postgres_schema_factory(
             return PostgresStore(url, schema, **store_options)
 
         yield make
+
+
+def proxied(url: str) -> tuple[TcpProxy, str]:
+    """A started :class:`TcpProxy` to the server of ``url``, and ``url`` through it.
+
+    Skips the calling test unless ``url`` names one TCP host (a proxy needs one)."""
+    info = conninfo_to_dict(url)
+    host = str(info.get("host") or "")
+    if not host or host.startswith("/") or "," in host or "hostaddr" in info:
+        pytest.skip("needs a single TCP host in the test database URL")
+    proxy = TcpProxy(host, int(info.get("port") or 5432))
+    proxy.start()
+    return proxy, make_conninfo(url, host="127.0.0.1", port=str(proxy.port))

@@ -14,14 +14,12 @@ import time
 from typing import cast
 
 import pytest
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 import durakit as dk
 from durakit.backends.health import StoreHealth
 from durakit.backends.postgres import PostgresStore
 from tests.helpers import new_app, wait_until
-from tests.pg import fresh_schema
-from tests.tcp_proxy import TcpProxy
+from tests.pg import fresh_schema, proxied
 from tests.test_store_outage import FlakyStore
 
 WORKFLOWS = 40
@@ -36,13 +34,7 @@ def test_a_postgres_outage_logs_two_lines_however_many_workflows_wait(
 ) -> None:
     caplog.set_level(logging.DEBUG)
     with fresh_schema() as (url, schema):
-        info = conninfo_to_dict(url)
-        host = str(info.get("host") or "")
-        if not host or host.startswith("/") or "," in host or "hostaddr" in info:
-            pytest.skip("needs a single TCP host in the test database URL")
-        proxy = TcpProxy(host, int(info.get("port") or 5432))
-        proxy.start()
-        through = make_conninfo(url, host="127.0.0.1", port=str(proxy.port))
+        proxy, through = proxied(url)
         # A short retry budget, so that the 3 s outage pauses every workflow.
         store = PostgresStore(through, schema, retry_timeout=1.0)
         app = new_app(store)

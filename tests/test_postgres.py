@@ -23,7 +23,7 @@ from typing import Any
 import psycopg
 import pytest
 from psycopg import pq, sql
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg.conninfo import make_conninfo
 
 from durakit.backends import MemoryStore, PushNotifications
 from durakit.backends.postgres import PostgresStore
@@ -32,9 +32,8 @@ from durakit.backends.urls import open_store
 from durakit.core.errors import InitializationError, StoreUnavailableError
 from durakit.core.records import StepRecord, WorkflowQuery, WriteResult
 from durakit.core.status import StatusType, WorkflowEvent
-from tests.pg import fresh_schema, postgres_url, require_postgres
+from tests.pg import fresh_schema, postgres_url, proxied, require_postgres
 from tests.records_support import apply, fence, finish, new_wf, run_threads, step
-from tests.tcp_proxy import TcpProxy
 
 PENDING = StatusType.PENDING
 CANCELLED = StatusType.CANCELLED
@@ -363,13 +362,8 @@ def test_a_call_during_an_outage_succeeds_soon_after_the_server_is_back(
     pg: tuple[str, str],
 ) -> None:
     url, schema = pg
-    info = conninfo_to_dict(url)
-    host = str(info.get("host") or "")
-    if not host or host.startswith("/") or "," in host or "hostaddr" in info:
-        pytest.skip("needs a single TCP host in the test database URL")
-    proxy = TcpProxy(host, int(info.get("port") or 5432))
-    proxy.start()
-    store = PostgresStore(make_conninfo(url, host="127.0.0.1", port=str(proxy.port)), schema)
+    proxy, through = proxied(url)
+    store = PostgresStore(through, schema)
     outcome: queue.Queue[tuple[float, BaseException | None]] = queue.Queue()
 
     def call() -> None:

@@ -93,9 +93,14 @@ class PostgresStore:
     """A :class:`~durakit.backends.protocol.SystemStore` on PostgreSQL, with push wake-ups.
 
     ``url`` is a libpq connection string or ``postgresql://`` URL; every table lives in
-    ``schema`` (created by :meth:`migrate`). The pool keeps ``min_size`` to ``max_size``
-    connections; a call that loses its connection retries for up to ``retry_timeout``
-    seconds before raising the last ``psycopg`` error. Also implements
+    ``schema`` (created by :meth:`migrate`). Opening the store makes one connection
+    attempt: a configuration the server refuses (no such database or role, a wrong
+    password, no ``pg_hba.conf`` entry, no CONNECT privilege, an invalid option or
+    ``sslmode``, an unknown host) raises ``InitializationError`` with the server's
+    reason at once. The pool keeps ``min_size`` to ``max_size`` connections; a call that
+    cannot reach the server retries for up to ``retry_timeout`` seconds before raising
+    ``StoreUnavailableError`` with the server's reason. Outages are logged by
+    :attr:`health`, once when they start and once when they end. Also implements
     :class:`~durakit.backends.protocol.PushNotifications` with one LISTEN connection,
     opened on the first :meth:`subscribe`.
     """

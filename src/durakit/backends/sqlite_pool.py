@@ -36,7 +36,6 @@ from sqlite_utils import Database
 
 from durakit.backends.health import StoreHealth
 from durakit.backends.sqlite_errors import classify
-from durakit.core.errors import StoreUnavailableError
 
 BUSY_TIMEOUT_S: Final = 30.0
 MAX_CONNECTIONS: Final = 8
@@ -113,34 +112,31 @@ class ConnectionPool:
         ``SQLiteFileError`` for a file that needs fixing) when the file cannot be opened,
         read or written; other ``sqlite3`` errors (a constraint) pass unchanged.
         """
-        try:
+        with self._file_errors():
             conn = self._checkout()
-        except sqlite3.Error as exc:
-            error = self._store_error(exc)
-            if error is None:
-                raise
-            raise error from exc
         try:
-            with conn.lock:  # held for the call, so that close() waits for it
+            # The lock is held for the call, so that close() waits for it.
+            with conn.lock, self._file_errors():
                 if conn.closed:
                     raise sqlite3.ProgrammingError("SQLiteStore is closed")
-                try:
-                    yield conn.db
-                except sqlite3.Error as exc:
-                    error = self._store_error(exc)
-                    if error is None:
-                        raise
-                    raise error from exc
+                yield conn.db
         finally:
             self._checkin(conn)
         if self.health.is_down:
             self.health.up()
 
-    def _store_error(self, exc: sqlite3.Error) -> StoreUnavailableError | None:
-        error = classify(exc, self.path)
-        if error is not None:
+    @contextmanager
+    def _file_errors(self) -> Iterator[None]:
+        """Turns an ``sqlite3`` error about the file into a store error (and tells the
+        store's health); any other ``sqlite3`` error passes unchanged."""
+        try:
+            yield
+        except sqlite3.Error as exc:
+            error = classify(exc, self.path)
+            if error is None:
+                raise
             self.health.down(str(error).removeprefix(f"SQLite file {self.path}: "))
-        return error
+            raise error from exc
 
     @contextmanager
     def write(self) -> Iterator[Database]:
