@@ -118,7 +118,7 @@ def test_store_health_logs_changes_only(caplog: pytest.LogCaptureFixture) -> Non
     assert "up" in repr(health)
     lines = [r.getMessage() for r in caplog.records]
     assert len(lines) == 2, lines
-    assert lines[0].startswith("durakit: the test store is unavailable: refused (4)")
+    assert lines[0].startswith("durakit: the test store is unavailable (refused (4) ")
     assert "secret" not in caplog.text
     assert lines[1] == "durakit: the test store is available again after 27.2 s"
 
@@ -128,6 +128,6 @@ def test_a_confirmed_failure_is_logged_at_once(caplog: pytest.LogCaptureFixture)
     health.down("gave up", confirmed=True)
     health.down("still")
     assert [r.getMessage() for r in caplog.records] == [
-        "durakit: s is unavailable: gave up. Calls retry; workflows that outlast the retry "
-        "budget pause and resume when it is back"
+        "durakit: s is unavailable (gave up); calls retry, and workflows that outlast the "
+        "retry budget pause until it is back"
     ]

@@ -82,8 +82,8 @@ class StoreHealth:
             self._announced = self._announced or announce
         if announce:
             self._log.warning(
-                "durakit: %s is unavailable: %s. Calls retry; workflows that outlast "
-                "the retry budget pause and resume when it is back",
+                "durakit: %s is unavailable (%s); calls retry, and workflows that "
+                "outlast the retry budget pause until it is back",
                 self.name,
                 reason,
             )
