@@ -12,8 +12,13 @@ from datetime import timedelta
 import attrs
 
 from durakit.api.clock import Clock, SystemClock
+from durakit.backends.dsn import mask_secrets
 from durakit.backends.protocol import SystemStore
 from durakit.core.errors import InitializationError
+
+
+def _masked_repr(url: str | None) -> str:
+    return repr(url if url is None else mask_secrets(url))
 
 
 @attrs.frozen(kw_only=True)
@@ -36,14 +41,17 @@ class Config:
         database_schema: The Postgres schema of durakit's tables (default
             ``"durakit"``); a plain identifier.
         logger: Where the engine logs: workflows started, finished, cancelled and
-            recovered (info); failed, dead-lettered, stranded (not registered here, or
-            of another application version) or paused because the store is
-            unreachable (warning); each step that runs (debug); a workflow stopped
-            without an outcome (the exception). Records carry ``workflow_id``,
-            ``workflow_name`` and, for steps, ``step_id`` and ``step_name`` as extra
-            attributes. ``None`` (the default): the ``"durakit"`` logger. The stores
-            log their connection trouble on their own loggers under
-            ``"durakit.backends"``, whatever this field says.
+            recovered (info); failed, dead-lettered or stranded (not registered here,
+            or of another application version) (warning); each step that runs
+            (debug); a workflow stopped without an outcome (error, with the
+            exception). Records carry ``workflow_id``, ``workflow_name`` and, for
+            steps, ``step_id`` and ``step_name`` as extra attributes. ``None`` (the
+            default): the ``"durakit"`` logger. Outages are logged by the store, on
+            ``"durakit.backends.health"`` whatever this field says: one warning when
+            the database becomes unreachable (with the reason) and one when it is back
+            (with the downtime), however many calls retried and workflows paused
+            meanwhile (those are DEBUG records). A store without such a tracker
+            (``MemoryStore``, your own) has its outages logged here.
         tracing: Make OpenTelemetry spans: one per workflow execution, one per step
             that runs, on the global tracer provider; a workflow's executions (its
             recoveries too, in any process) continue the trace of the code that
@@ -78,7 +86,8 @@ class Config:
     """
 
     app_name: str
-    database_url: str | None = None
+    # The URL's password stays out of repr()/str(), so a logged Config does not leak it.
+    database_url: str | None = attrs.field(default=None, repr=_masked_repr)
     store: SystemStore | None = None
     database_schema: str = "durakit"
     logger: logging.Logger | None = None

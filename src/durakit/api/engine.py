@@ -184,7 +184,14 @@ class Durakit(Recovery):
                 else urls.reopen_store(self._opened, url, schema)
             )
             self._opened = self._store
-        self._store.migrate()
+        try:
+            self._store.migrate()
+        except BaseException:
+            # A launch that failed leaves nothing open: a store it opened is closed.
+            if self.config.store is None:
+                self._store.close()
+                self._store = None
+            raise
         self.registry.freeze()
         self.application_version = (
             self.config.application_version

@@ -10,7 +10,7 @@ executing. Every record goes to the engine's logger (``Config.logger``, default
 - INFO: a workflow started, finished (SUCCESS or CANCELLED), or was recovered;
 - WARNING: a workflow failed (ERROR, with its traceback), was dead-lettered, or is
   stranded (PENDING work this engine cannot run: not registered, or of another
-  application version);
+  application version); ERROR: one stopped without an outcome (a bug);
 - DEBUG: each step that ran (replayed steps did not run and say nothing).
 
 Tracing (``Config(tracing=True)``) lives in ``durakit.api.tracing``, the only module that
@@ -148,14 +148,6 @@ class Observer:
                 if self.tracer is not None:
                     self.tracer.set_status(StatusType.CANCELLED.value)
                 raise
-
-    def paused(self, ctx: WorkflowContext) -> None:
-        self.log.warning(
-            "workflow %s (%s) paused: the store is unavailable; it resumes once it answers",
-            ctx.workflow_id,
-            ctx.defn.name,
-            extra=_fields(ctx.workflow_id, ctx.defn.name),
-        )
 
     def stopped_without_outcome(self, ctx: WorkflowContext) -> None:
         """Called in an ``except`` block: the record carries the exception."""

@@ -56,6 +56,7 @@ class Recovery(Runner):
                 delay = min(max(delay, 0.25) * 2, 10.0)
                 try:
                     self.recover_pending_workflows(workflow_ids=[workflow_id])
+                    self._store_health().up()
                 except StoreUnavailableError:
                     continue
                 except InitializationError:

@@ -19,6 +19,8 @@ from durakit.api.observability import Observer, observe_execution, observe_finis
 from durakit.api.registry import Registry, WorkflowDef
 from durakit.api.serialization import Serializer
 from durakit.api.waiting import CURRENT, WakeHub
+from durakit.backends.health import StoreHealth
+from durakit.backends.protocol import ReportsHealth
 from durakit.core.errors import StoreUnavailableError, StoreUnavailableSignal, WorkflowInterrupted
 from durakit.core.records import StepRecord, WorkflowRecord, WriteResult
 from durakit.core.status import StatusType, WorkflowEvent
@@ -65,6 +67,18 @@ class Runner(Control):
     def _recover_later(self, workflow_id: str, first_delay: float = 0.5) -> None:
         raise NotImplementedError
 
+    _own_health: StoreHealth | None = None  # for a store that keeps no health itself
+
+    def _store_health(self) -> StoreHealth:
+        """The up/down tracker outages of this engine's store are logged by."""
+        store = self.store
+        if isinstance(store, ReportsHealth):
+            return store.health
+        if self._own_health is None:
+            # Told only of pauses (confirmed) and of recoveries: no flapping to smooth.
+            self._own_health = StoreHealth(f"the store {store!r}", self.log, grace_s=0.0)
+        return self._own_health
+
     # -- executing ---------------------------------------------------------------------
     def _spawn(
         self, defn: WorkflowDef, record: WorkflowRecord, owner: str, recorded: list[StepRecord]
@@ -99,10 +113,13 @@ class Runner(Control):
                 if self._slots is not None:
                     self._slots.release()
                     self.hub.notify(_SLOTS)
-        except (StoreUnavailableSignal, StoreUnavailableError):
+        except (StoreUnavailableSignal, StoreUnavailableError) as exc:
             outcome.set_unknown()
             if not self._stopping:
-                self.observer.paused(ctx)
+                # One warning per outage (the store's health), not one per workflow.
+                cause = exc if isinstance(exc, StoreUnavailableError) else exc.__cause__
+                self._store_health().down(str(cause or exc), confirmed=True)
+                self.log.debug("workflow %s paused: the store is unavailable", wid)
                 self._recover_later(wid)
         except WorkflowInterrupted:
             outcome.set_unknown()

@@ -28,6 +28,13 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+from durakit.backends.dsn import mask_secrets
+from durakit.backends.health import StoreHealth
+from durakit.backends.postgres_errors import (
+    connect_reason,
+    describe_target,
+    is_permanent_connect_error,
+)
 from durakit.backends.postgres_listen import Listener
 from durakit.backends.postgres_pool import Conn, RetryingPool
 from durakit.backends.postgres_schema import (
@@ -49,7 +56,6 @@ from durakit.backends.postgres_sql import (
     workflow_params,
 )
 from durakit.backends.updates import update_params
-from durakit.backends.urls import mask_password
 from durakit.core import rows
 from durakit.core.errors import InitializationError, QueueDeduplicatedError
 from durakit.core.records import (
@@ -71,13 +77,32 @@ _CONNECT_DEFAULTS: Final = {"application_name": "durakit", "connect_timeout": "1
 _LISTEN_WAIT_S: Final = 5.0  # subscribe() waits this long, at most, for LISTEN to be active
 
 
+def _refuse_permanent_failure(conninfo: str, target: str, health: StoreHealth) -> None:
+    """One direct connection attempt, before the pool starts: a wrong database, role,
+    password or option raises :class:`InitializationError` with the server's reason now,
+    instead of the pool retrying it for the whole retry budget. A transient failure (the
+    server is down) is left to the pool's retries."""
+    try:
+        psycopg.connect(conninfo, autocommit=True).close()
+    except psycopg.Error as exc:
+        reason = mask_secrets(connect_reason(exc))
+        if is_permanent_connect_error(exc):
+            raise InitializationError(f"cannot connect to Postgres ({target}): {reason}") from exc
+        health.down(reason)
+
+
 class PostgresStore:
     """A :class:`~durakit.backends.protocol.SystemStore` on PostgreSQL, with push wake-ups.
 
     ``url`` is a libpq connection string or ``postgresql://`` URL; every table lives in
-    ``schema`` (created by :meth:`migrate`). The pool keeps ``min_size`` to ``max_size``
-    connections; a call that loses its connection retries for up to ``retry_timeout``
-    seconds before raising the last ``psycopg`` error. Also implements
+    ``schema`` (created by :meth:`migrate`). Opening the store makes one connection
+    attempt: a configuration the server refuses (no such database or role, a wrong
+    password, no ``pg_hba.conf`` entry, no CONNECT privilege, an invalid option or
+    ``sslmode``, an unknown host) raises ``InitializationError`` with the server's
+    reason at once. The pool keeps ``min_size`` to ``max_size`` connections; a call that
+    cannot reach the server retries for up to ``retry_timeout`` seconds before raising
+    ``StoreUnavailableError`` with the server's reason. Outages are logged by
+    :attr:`health`, once when they start and once when they end. Also implements
     :class:`~durakit.backends.protocol.PushNotifications` with one LISTEN connection,
     opened on the first :meth:`subscribe`.
     """
@@ -96,7 +121,7 @@ class PostgresStore:
             info = conninfo_to_dict(url)
         except psycopg.ProgrammingError as exc:
             raise InitializationError(
-                f"invalid Postgres URL {mask_password(url)!r}: {exc}"
+                f"invalid Postgres URL {mask_secrets(url)!r}: {exc}"
             ) from None
         # Defaults the URL may override: sessions named in pg_stat_activity, and a bound
         # on connection attempts so a blackholed server cannot hang a pool worker.
@@ -105,6 +130,9 @@ class PostgresStore:
             url = make_conninfo(url, **extra)
         self._conninfo = url
         self._schema = schema
+        self._target = describe_target(url)
+        self._health = StoreHealth(f"Postgres ({self._target}, schema {schema!r})")
+        _refuse_permanent_failure(url, self._target, self._health)
         self._channel = channel_name(schema)
         self._sql = Statements(quote_ident(schema), sql.Literal(self._channel).as_string())
         self._db = RetryingPool(
@@ -113,13 +141,19 @@ class PostgresStore:
             min_size=min_size,
             max_size=max_size,
             retry_timeout=retry_timeout,
+            health=self._health,
         )
         self._lock = threading.Lock()
         self._listener: Listener | None = None
         self._closed = False
 
     def __repr__(self) -> str:
-        return f"PostgresStore(schema={self._schema!r})"
+        return f"PostgresStore({self._target}, schema={self._schema!r})"
+
+    @property
+    def health(self) -> StoreHealth:
+        """Whether the server answers; outages are logged here once, not per call."""
+        return self._health
 
     # -- lifecycle ------------------------------------------------------------------
     def migrate(self) -> None:
@@ -152,7 +186,7 @@ class PostgresStore:
                 raise RuntimeError("subscribe() on a closed PostgresStore")
             listener = self._listener
             if listener is None:
-                listener = self._listener = Listener(self._conninfo, self._channel)
+                listener = self._listener = Listener(self._conninfo, self._channel, self._health)
                 listener.start()
             listener.add(callback)
         # Outside the lock: close() must not wait for an unreachable database.

@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Protocol, runtime_checkable
 
+from durakit.backends.health import StoreHealth
 from durakit.core.records import (
     Fence,
     InsertResult,
@@ -183,4 +184,18 @@ class PushNotifications(Protocol):
 
     def subscribe(self, callback: Callable[[str], None]) -> None:
         """Call ``callback(key)`` from a background thread on each notification."""
+        ...
+
+
+@runtime_checkable
+class ReportsHealth(Protocol):
+    """Optional: the store keeps one :class:`~durakit.backends.health.StoreHealth`.
+
+    Its own retries report to it, and so does the engine when a workflow pauses on an
+    outage, so an outage is logged once when it starts and once when it ends.
+    """
+
+    @property
+    def health(self) -> StoreHealth:
+        """This store's up/down tracker."""
         ...

@@ -21,6 +21,8 @@ import attrs
 from sqlite_utils import Database
 
 from durakit.backends import sqlite_schema
+from durakit.backends.health import StoreHealth
+from durakit.backends.sqlite_errors import SQLiteFileError
 from durakit.backends.sqlite_pool import ConnectionPool
 from durakit.backends.updates import update_params
 from durakit.core import rows
@@ -185,18 +187,34 @@ class SQLiteStore:
                 "SQLiteStore needs a file (each thread has its own connection, and an "
                 "in-memory SQLite database is private to one); use MemoryStore instead"
             )
-        self._pool = ConnectionPool(self._path)
+        self._health = StoreHealth(f"SQLite file {self._path}")
+        self._pool = ConnectionPool(self._path, self._health)
         self._connection = self._pool.connection
         self._write = self._pool.write
+
+    def __repr__(self) -> str:
+        return f"SQLiteStore({self._path!r})"
+
+    @property
+    def health(self) -> StoreHealth:
+        """Whether the file can be used; outages are logged here once, not per call."""
+        return self._health
 
     # -- lifecycle -------------------------------------------------------------
     def migrate(self) -> None:
         """Create or upgrade the schema (see :mod:`durakit.backends.sqlite_schema`).
 
-        Raises :class:`InitializationError` if a newer durakit migrated the file.
+        Raises :class:`InitializationError` if a newer durakit migrated the file, or if
+        the file cannot be used (its directory does not exist, it is read-only, it is
+        not an SQLite database or is corrupt), naming the path and the reason.
         """
-        with self._connection() as db:
-            sqlite_schema.migrate(db, self._path)
+        try:
+            with self._connection() as db:
+                sqlite_schema.migrate(db, self._path)
+                # Proves the file writable now, not at a workflow's first checkpoint.
+                sqlite_schema.check_writable(db)
+        except SQLiteFileError as exc:
+            raise InitializationError(str(exc)) from exc
 
     def close(self) -> None:
         """Close every thread's connection, waiting for calls in flight to finish."""

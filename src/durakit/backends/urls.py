@@ -15,29 +15,14 @@ imports psycopg.
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
+from durakit.backends.dsn import mask_secrets
 from durakit.backends.memory import MemoryStore
 from durakit.backends.protocol import SystemStore
 from durakit.core.errors import InitializationError
 
 DEFAULT_SQLITE_FILE = "durakit.db"
-
-
-def mask_password(url: str) -> str:
-    """``url`` with any password replaced by ``***``, for error messages and logs."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        parts = None
-    if parts is not None and parts.password is not None:
-        host = parts.netloc.rpartition("@")[2]
-        netloc = f"{parts.username or ''}:***@{host}"
-        url = urlunsplit(parts._replace(netloc=netloc))
-    # Key/value conninfo strings, and URLs that carry it as a query parameter.
-    return re.sub(r"(password\s*=\s*)('[^']*'|[^\s&]*)", r"\1***", url, flags=re.IGNORECASE)
 
 
 def open_store(database_url: str | None, schema: str) -> SystemStore:
@@ -60,7 +45,7 @@ def open_store(database_url: str | None, schema: str) -> SystemStore:
         # sqlite:///x.db -> "x.db", sqlite:////abs/x.db -> "/abs/x.db"
         return _sqlite(Path(rest[1:]))
     raise InitializationError(
-        f"unsupported database URL {mask_password(database_url)!r}: use memory://, "
+        f"unsupported database URL {mask_secrets(database_url)!r}: use memory://, "
         "sqlite:///relative.db, sqlite:////absolute.db or postgresql://user@host/db"
     )
 
