@@ -13,6 +13,7 @@ from collections import deque
 import attrs
 
 from durakit.core.errors import QueueDeduplicatedError
+from durakit.core.fencing import fence_verdict
 from durakit.core.records import (
     Fence,
     InsertResult,
@@ -137,17 +138,14 @@ class MemoryStore:
             found = [r for r in self._workflows.values() if matches(r, query)]
         return page(found, query)
 
-    def _fence_check(self, fence: Fence) -> WriteResult:
+    def _fence_check(self, fence: Fence, *, while_cancelled: bool = False) -> WriteResult:
         rec = self._workflows.get(fence.workflow_id)
-        if rec is None:
-            return WriteResult.NOT_PENDING
-        if rec.status is StatusType.CANCELLED:
-            return WriteResult.CANCELLED
-        if rec.status is not StatusType.PENDING:
-            return WriteResult.NOT_PENDING
-        if rec.owner != fence.owner:
-            return WriteResult.NOT_OWNER
-        return WriteResult.OK
+        return fence_verdict(
+            None if rec is None else rec.status,
+            None if rec is None else rec.owner,
+            fence.owner,
+            while_cancelled=while_cancelled,
+        )
 
     def finish_workflow(
         self,
@@ -220,12 +218,15 @@ class MemoryStore:
         steps[step.step_id] = step
         return WriteResult.OK
 
-    def record_step(self, fence: Fence, step: StepRecord) -> WriteResult:
+    def record_step(
+        self, fence: Fence, step: StepRecord, *, while_cancelled: bool = False
+    ) -> WriteResult:
         with self._lock:
-            verdict = self._fence_check(fence)
-            if verdict is not WriteResult.OK:
+            verdict = self._fence_check(fence, while_cancelled=while_cancelled)
+            if not verdict.written:
                 return verdict
-            return self._insert_step(fence.workflow_id, step)
+            inserted = self._insert_step(fence.workflow_id, step)
+            return verdict if inserted is WriteResult.OK else inserted
 
     def copy_steps(self, source_id: str, target_id: str, below_step: int) -> int:
         with self._lock:
