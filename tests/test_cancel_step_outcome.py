@@ -280,6 +280,30 @@ def test_a_timeout_during_a_step_keeps_its_outcome(engines: Engines) -> None:
     assert counts["next"] == 0
 
 
+def test_a_step_waiting_to_retry_stops_there_and_runs_again_on_resume(engines: Engines) -> None:
+    """Between two attempts a step is not running: the cancel stops it in its backoff,
+    nothing is recorded, and the resumed workflow starts the step over."""
+    counts = Counts()
+
+    def flaky() -> str:
+        if counts.bump("attempt") == 1:
+            raise ConnectionError("first attempt fails")
+        return "ok"
+
+    def workflow(ctx: dk.Context) -> str:
+        return ctx.run_step(flaky, name="flaky", max_retries=3, base_interval=3600)
+
+    app = engines.start(workflow)
+    handle = app.run_workflow(workflow, workflow_id="wf")
+    wait_until(lambda: counts["attempt"] == 1)
+    app.cancel_workflow("wf")
+    with pytest.raises(dk.AwaitedWorkflowCancelledError):
+        handle.get_result(timeout=10)  # an hour-long backoff was cut short
+    assert step_names(app, "wf") == []
+    assert app.resume_workflow("wf").get_result(timeout=10) == "ok"
+    assert counts["attempt"] == 2
+
+
 # -- a real worker process, cancelled by a client in this one ---------------------------------
 
 
