@@ -260,10 +260,12 @@ class CancelAtChildStart:
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
 
-    def record_step(self, fence: Fence, step: StepRecord) -> WriteResult:
+    def record_step(
+        self, fence: Fence, step: StepRecord, *, while_cancelled: bool = False
+    ) -> WriteResult:
         if step.child_workflow_id is not None and self.app is not None:
             self.app.cancel_workflow(fence.workflow_id)
-        return self.inner.record_step(fence, step)
+        return self.inner.record_step(fence, step, while_cancelled=while_cancelled)
 
 
 def test_a_cancel_between_a_childs_start_and_its_record_cancels_the_child(
