@@ -20,10 +20,10 @@ import pytest
 import durakit as dk
 from durakit.backends import SystemStore
 from durakit.core.records import WriteResult
-from durakit.core.status import StatusType
+from durakit.core.status import StatusType, WorkflowEvent
 from tests.helpers import Counts, wait_until
 from tests.proc_support import Backend, open_backend, start_worker, wait_for_line
-from tests.records_support import OWNER, fence, new_wf, run_threads, step
+from tests.records_support import OWNER, apply, fence, new_wf, run_threads, step
 from tests.waiting_support import BlockingStep, Engines, status_of, step_names
 
 CANCELLED = dk.StatusType.CANCELLED
@@ -32,21 +32,12 @@ SUCCESS = dk.StatusType.SUCCESS
 
 
 def cancel(store: SystemStore, workflow_id: str = "wf") -> None:
-    moved = store.transition_workflow(
-        workflow_id, from_statuses=frozenset({PENDING}), to_status=CANCELLED, now_ms=2_000
-    )
-    assert moved is not None
+    assert apply(store, workflow_id, WorkflowEvent.CANCEL, 2_000) is not None
 
 
 def resume(store: SystemStore, new_owner: str, workflow_id: str = "wf") -> None:
-    moved = store.transition_workflow(
-        workflow_id,
-        from_statuses=frozenset({CANCELLED}),
-        to_status=PENDING,
-        now_ms=3_000,
-        new_owner=new_owner,
-        executor_id="exec-b",
-        reset_attempts=True,
+    moved = apply(
+        store, workflow_id, WorkflowEvent.RESUME, 3_000, owner=new_owner, executor_id="exec-b"
     )
     assert moved is not None
 
