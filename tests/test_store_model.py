@@ -324,6 +324,16 @@ class StoreModelMachine(RuleBasedStateMachine):
         self.both(lambda s: s.transition_workflow(wid, update))
 
     @rule(
+        age=st.integers(0, 60),
+        keep=st.none() | st.integers(0, 3),
+        limit=st.integers(1, 5),
+    )
+    def garbage_collect(self, *, age: int, keep: int | None, limit: int) -> None:
+        """Retention: the same workflows (with their steps, messages, events) go."""
+        cutoff = self.now - age
+        self.both(lambda s: s.delete_finished(cutoff, keep, limit))
+
+    @rule(
         dest=any_wids,
         topic=topics,
         count=st.integers(min_value=1, max_value=3),

@@ -16,20 +16,21 @@ from durakit.api.clock import Clock, TracksWorkflows, now_ms
 from durakit.api.config import Config
 from durakit.api.context import Context
 from durakit.api.deadlines import DeadlineWatcher
-from durakit.api.execution import CURRENT, WorkflowContext
+from durakit.api.execution import WorkflowContext
 from durakit.api.handle import EngineHandle, Outcome, WorkflowHandle, seconds
 from durakit.api.recovery import Recovery
 from durakit.api.registry import Registry, WorkflowDef
+from durakit.api.retention import RetentionThread
+from durakit.api.running import EngineStopped
 from durakit.api.serialization import Serializer
 from durakit.api.validation import check_duration, check_identifiers, check_text
-from durakit.api.waiting import WakeHub
+from durakit.api.waiting import CURRENT, WakeHub
 from durakit.api.workflow import Workflow
 from durakit.backends.protocol import PushNotifications, SystemStore
 from durakit.core.errors import (
     ConflictingWorkflowError,
     InitializationError,
     WorkflowExecutionError,
-    WorkflowInterrupted,
 )
 from durakit.core.records import NewWorkflow
 from durakit.core.status import StatusType
@@ -83,6 +84,11 @@ class Durakit(Recovery):
         self.executor_id = config.resolved_executor_id()
         self.application_version = ""
         self._store: SystemStore | None = config.store
+        # The store this engine opened from ``database_url`` (kept closed after a
+        # shutdown, so that the next launch reopens the same database), and the store its
+        # notification callback is subscribed to (once per store object).
+        self._opened: SystemStore | None = None
+        self._subscribed: SystemStore | None = None
         self._lock = threading.Lock()
         self._active: dict[str, tuple[WorkflowContext, Outcome]] = {}
         self._threads: set[threading.Thread] = set()
@@ -91,6 +97,7 @@ class Durakit(Recovery):
         bound = config.max_concurrent_workflows
         self._slots = threading.BoundedSemaphore(bound) if bound else None
         self._deadlines = DeadlineWatcher(self.clock, self._expire_quietly)
+        self._retention: RetentionThread | None = None
         # Checked once: isinstance() against a runtime-checkable Protocol costs ~20 us.
         self._tracker = self.clock if isinstance(self.clock, TracksWorkflows) else None
         # Executions past their body, recording their outcome: a NOTIFY about them is
@@ -151,17 +158,30 @@ class Durakit(Recovery):
     @property
     def store(self) -> SystemStore:
         if self._store is None:
-            raise InitializationError("the engine has no store yet: call launch() first")
+            raise InitializationError(
+                "the engine is not launched (its store is not open): call launch() "
+                "or use `with app:`"
+            )
         return self._store
 
     def launch(self) -> None:
-        """Open and migrate the store, then recover this executor's pending workflows."""
+        """Open and migrate the store, then recover this executor's pending workflows.
+
+        Also after :meth:`shutdown`: a store the engine opened from ``database_url`` is
+        opened again on the same database, and the background threads start again.
+        """
         if self._launched:
             return
         if self._store is None:
-            from durakit.backends.urls import open_store  # noqa: PLC0415 - drivers load on demand
+            from durakit.backends import urls  # noqa: PLC0415 - drivers load on demand
 
-            self._store = open_store(self.config.database_url, self.config.database_schema)
+            url, schema = self.config.database_url, self.config.database_schema
+            self._store = (
+                urls.open_store(url, schema)
+                if self._opened is None
+                else urls.reopen_store(self._opened, url, schema)
+            )
+            self._opened = self._store
         self._store.migrate()
         self.registry.freeze()
         self.application_version = (
@@ -169,15 +189,25 @@ class Durakit(Recovery):
             or os.environ.get("DURAKIT_APP_VERSION")
             or self.registry.version_hash()
         )
-        if isinstance(self._store, PushNotifications):
+        if isinstance(self._store, PushNotifications) and self._subscribed is not self._store:
             self._store.subscribe(self._on_notification)
+            self._subscribed = self._store
             self.hub.pushed = True
+        # The last shutdown stopped the previous watcher's thread for good.
+        self._deadlines = DeadlineWatcher(self.clock, self._expire_quietly)
+        self._stopping = False
         self._launched = True
         self.recover_pending_workflows()
+        if self.config.retention is not None:
+            self._retention = RetentionThread(
+                self._store, self.clock, self.config.retention, self.log
+            )
+            self._retention.start()
 
     def shutdown(self, timeout: float = 5.0) -> None:
         """Stop: running workflows are interrupted at their next durable operation and
-        stay PENDING, to be recovered by the next launch; then the store is closed."""
+        stay PENDING, to be recovered by the next launch; then a store the engine opened
+        from ``database_url`` is closed (``launch()`` opens it again)."""
         check_duration("timeout", timeout)
         if not self._launched:
             return
@@ -186,14 +216,20 @@ class Durakit(Recovery):
             running = list(self._active.values())
             threads = list(self._threads)
         for ctx, _ in running:
-            ctx.request_interrupt(WorkflowInterrupted(ctx.workflow_id, "engine shut down"))
+            ctx.request_interrupt(EngineStopped(ctx.workflow_id))
         # A real-time bound: a fake clock may jump while we wait for the threads.
         deadline = time.monotonic() + timeout
         self._deadlines.stop()
+        if self._retention is not None:
+            self._retention.stop()
+            self._retention = None
         for thread in threads:
             thread.join(max(0.0, deadline - time.monotonic()))
         if self.config.store is None and self._store is not None:
             self._store.close()
+            # Until the next launch, calls that need the store say the engine is not
+            # launched, rather than fail inside a closed driver.
+            self._store = None
         self._launched = False
 
     def __enter__(self) -> Durakit:

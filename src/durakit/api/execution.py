@@ -42,7 +42,6 @@ from durakit.core.retry import RetryPolicy
 from durakit.core.status import StatusType
 
 if TYPE_CHECKING:
-    from durakit.api.context import Context
     from durakit.api.engine import Durakit
     from durakit.api.registry import WorkflowDef
 
@@ -50,11 +49,6 @@ R = TypeVar("R")
 T = TypeVar("T")
 P = ParamSpec("P")
 
-# The context of the workflow body running on this thread: the engine's WorkflowContext,
-# or a test's MockContext when a Workflow object is called directly with one.
-CURRENT: contextvars.ContextVar[Context | None] = contextvars.ContextVar(
-    "durakit_current_workflow", default=None
-)
 IN_STEP: contextvars.ContextVar[bool] = contextvars.ContextVar("durakit_in_step", default=False)
 
 SEND, RECV, SLEEP = "durakit.send", "durakit.recv", "durakit.sleep"

@@ -12,12 +12,12 @@ from typing import TYPE_CHECKING, Any, cast
 from durakit.api.clock import Clock, TracksWorkflows, now_ms
 from durakit.api.config import Config
 from durakit.api.deadlines import DeadlineWatcher
-from durakit.api.execution import CURRENT, WorkflowContext
+from durakit.api.execution import WorkflowContext
 from durakit.api.handle import EngineHandle, Outcome
 from durakit.api.management import Control
 from durakit.api.registry import Registry, WorkflowDef
 from durakit.api.serialization import Serializer
-from durakit.api.waiting import WakeHub
+from durakit.api.waiting import CURRENT, WakeHub
 from durakit.core.errors import StoreUnavailableError, StoreUnavailableSignal, WorkflowInterrupted
 from durakit.core.records import StepRecord, WorkflowRecord, WriteResult
 from durakit.core.status import StatusType, WorkflowEvent
@@ -29,6 +29,14 @@ if TYPE_CHECKING:
 Logger = logging.Logger
 
 _SLOTS = "slots"  # hub key: a max_concurrent_workflows slot was freed
+
+
+class EngineStopped(WorkflowInterrupted):
+    """The engine shut down while this execution ran: it stops, leaving the workflow
+    PENDING for the next launch to recover."""
+
+    def __init__(self, workflow_id: str) -> None:
+        super().__init__(workflow_id, "engine shut down")
 
 
 class Runner(Control):
@@ -48,10 +56,11 @@ class Runner(Control):
     _stopping: bool
     _slots: threading.BoundedSemaphore | None
     _deadlines: DeadlineWatcher
+    _launched: bool
     _tracker: TracksWorkflows | None
     _finishing: set[WorkflowContext]
 
-    def _recover_later(self, workflow_id: str) -> None:
+    def _recover_later(self, workflow_id: str, first_delay: float = 0.5) -> None:
         raise NotImplementedError
 
     # -- executing ---------------------------------------------------------------------
@@ -113,12 +122,24 @@ class Runner(Control):
                     del self._active[wid]
                 self._threads.discard(threading.current_thread())
                 self._finishing.discard(ctx)
+                # Stopped by a shutdown, but the engine was launched again before this
+                # thread ended (a step outlasted the shutdown's wait): that launch's
+                # recovery skipped the workflow as still running here, so nobody else
+                # will resume it. Read under the lock that recovery's check takes.
+                orphaned = (
+                    ours
+                    and not outcome.known
+                    and isinstance(ctx.interrupt, EngineStopped)
+                    and self._launched
+                )
             if ours:
                 self._deadlines.unwatch(wid)
             self.hub.notify(f"wf:{wid}")
             CURRENT.reset(token)
             if self._tracker is not None:
                 self._tracker.workflow_finished()
+            if orphaned:
+                self._recover_later(wid, first_delay=0.0)
 
     def _take_slot(self) -> None:
         """Wait for a free slot under ``max_concurrent_workflows``, through the clock,

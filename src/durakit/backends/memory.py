@@ -12,7 +12,7 @@ from collections import deque
 
 import attrs
 
-from durakit.core import rows, transitions
+from durakit.core import retention, rows, transitions
 from durakit.core.errors import QueueDeduplicatedError
 from durakit.core.records import (
     Fence,
@@ -73,6 +73,7 @@ class MemoryStore:
         """Nothing to migrate in memory."""
 
     def close(self) -> None:
+        """Nothing to release: the data stays, and an engine launched again uses it."""
         self._closed = True
 
     # -- workflows -------------------------------------------------------------
@@ -135,6 +136,19 @@ class MemoryStore:
             new = transitions.applied(rec, update)
             self._workflows[workflow_id] = new
             return new
+
+    def delete_finished(self, cutoff_ms: int, keep: int | None, limit: int) -> int:
+        with self._lock:
+            doomed = retention.collectable(self._workflows.values(), cutoff_ms, keep, limit)
+            for wid in doomed:
+                del self._workflows[wid]
+                self._steps.pop(wid, None)
+            gone = set(doomed)
+            for key in [k for k in self._messages if k[0] in gone]:
+                del self._messages[key]
+            for key in [k for k in self._events if k[0] in gone]:
+                del self._events[key]
+            return len(doomed)
 
     # -- steps -----------------------------------------------------------------
     def load_steps(self, workflow_id: str) -> list[StepRecord]:

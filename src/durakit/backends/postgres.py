@@ -61,6 +61,8 @@ from durakit.core.records import (
     WorkflowRecord,
     WriteResult,
 )
+from durakit.core.retention import ACTIVE
+from durakit.core.status import FINISHED
 from durakit.core.transitions import WorkflowUpdate, check_finish
 
 __all__ = ["PostgresStore"]
@@ -259,6 +261,23 @@ class PostgresStore:
                 and update.executor_id in (None, rec.executor_id)
             )
             return rec if ours else None
+
+        return self._db.run(op)
+
+    def delete_finished(self, cutoff_ms: int, keep: int | None, limit: int) -> int:
+        """Delete one batch of collectable workflows (see the protocol)."""
+        params: Params = {
+            "finished": sorted(st.value for st in FINISHED),
+            "active": sorted(st.value for st in ACTIVE),
+            "cutoff": cutoff_ms,
+            "keep": keep or 0,
+            "limit": limit,
+        }
+
+        def op(conn: Conn, _retried: bool) -> int:
+            # A retry after an ambiguous commit deletes the next batch instead: the caller
+            # loops until a batch is empty, so the total stays right either way.
+            return len(conn.execute(self._sql.delete_finished, params).fetchall())
 
         return self._db.run(op)
 

@@ -143,6 +143,41 @@ class Statements:
               AND (%(fence_owner)s::text IS NULL OR owner = %(fence_owner)s::text)
             RETURNING {_WF_COLS}, pg_notify({channel}, 'wf:' || workflow_id)"""
 
+        # Garbage collection, one batch per statement: core.retention.collectable in SQL,
+        # the doomed rows locked (SKIP LOCKED: a row another transaction is changing, a
+        # resume for one, waits for the next batch), then deleted with their steps,
+        # waiting messages and events.
+        self.delete_finished = f"""
+            WITH doomed AS (
+                SELECT w.workflow_id FROM {s}.workflows AS w
+                WHERE w.status = ANY(%(finished)s::text[])
+                  AND w.updated_at < %(cutoff)s
+                  AND w.workflow_id NOT IN (
+                      SELECT workflow_id FROM {s}.workflows
+                      WHERE status = ANY(%(finished)s::text[])
+                      ORDER BY updated_at DESC, workflow_id COLLATE "C" DESC
+                      LIMIT %(keep)s)
+                  AND NOT EXISTS (
+                      SELECT 1 FROM {s}.workflows AS p
+                      WHERE p.workflow_id = w.parent_workflow_id
+                        AND p.status = ANY(%(active)s::text[]))
+                ORDER BY w.updated_at, w.workflow_id COLLATE "C"
+                LIMIT %(limit)s
+                FOR UPDATE SKIP LOCKED
+            ),
+            steps AS (
+                DELETE FROM {s}.steps WHERE workflow_id IN (SELECT workflow_id FROM doomed)
+            ),
+            messages AS (
+                DELETE FROM {s}.messages
+                WHERE destination_id IN (SELECT workflow_id FROM doomed)
+            ),
+            events AS (
+                DELETE FROM {s}.events WHERE workflow_id IN (SELECT workflow_id FROM doomed)
+            )
+            DELETE FROM {s}.workflows WHERE workflow_id IN (SELECT workflow_id FROM doomed)
+            RETURNING 1"""
+
         self.load_steps = (
             f"SELECT {_STEP_COLS} FROM {s}.steps WHERE workflow_id = %s ORDER BY step_id"
         )

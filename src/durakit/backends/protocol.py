@@ -158,7 +158,20 @@ class MessageStore(Protocol):
         ...
 
 
-class SystemStore(WorkflowStore, StepStore, MessageStore, Protocol):
+class RetentionStore(Protocol):
+    """Garbage collection of finished workflows."""
+
+    def delete_finished(self, cutoff_ms: int, keep: int | None, limit: int) -> int:
+        """Delete at most ``limit`` collectable workflows, oldest first, with their
+        steps, the messages waiting for them and their events, in one transaction;
+        return how many were deleted. Collectable is
+        :func:`durakit.core.retention.collectable`: finished, last updated before
+        ``cutoff_ms``, not among the ``keep`` most recently finished, and not the child
+        of an active (PENDING or ENQUEUED) parent."""
+        ...
+
+
+class SystemStore(WorkflowStore, StepStore, MessageStore, RetentionStore, Protocol):
     """Everything the engine needs from a store, plus its lifecycle."""
 
     def migrate(self) -> None:

@@ -34,8 +34,9 @@ from durakit.core.records import (
     WorkflowRecord,
     WriteResult,
 )
+from durakit.core.retention import ACTIVE
 from durakit.core.rows import fence_verdict
-from durakit.core.status import StatusType
+from durakit.core.status import FINISHED, StatusType
 from durakit.core.transitions import WorkflowUpdate, check_finish
 
 _WF_COLUMNS: Final = (
@@ -118,6 +119,35 @@ _APPLY_UPDATE: Final = f"""
       AND status IN (SELECT value FROM json_each(:from_statuses))
       AND (:fence_owner IS NULL OR owner = :fence_owner)
     RETURNING {_WF_SELECT}"""
+
+
+# Garbage collection: core.retention.collectable in SQL (finished, older than the cutoff,
+# not among the ``keep`` newest finished, not the child of an active parent), oldest first.
+_COLLECTABLE: Final = """
+    SELECT w.workflow_id FROM workflows AS w
+    WHERE w.status IN (SELECT value FROM json_each(:finished))
+      AND w.updated_at < :cutoff
+      AND w.workflow_id NOT IN (
+          SELECT workflow_id FROM workflows
+          WHERE status IN (SELECT value FROM json_each(:finished))
+          ORDER BY updated_at DESC, workflow_id DESC
+          LIMIT :keep)
+      AND NOT EXISTS (
+          SELECT 1 FROM workflows AS p
+          WHERE p.workflow_id = w.parent_workflow_id
+            AND p.status IN (SELECT value FROM json_each(:active)))
+    ORDER BY w.updated_at, w.workflow_id
+    LIMIT :limit"""
+
+_DELETE_COLLECTED: Final = tuple(
+    f"DELETE FROM {table} WHERE {column} IN (SELECT value FROM json_each(?))"
+    for table, column in (
+        ("steps", "workflow_id"),
+        ("messages", "destination_id"),
+        ("events", "workflow_id"),
+        ("workflows", "workflow_id"),
+    )
+)
 
 
 def _sqlite_params(workflow_id: str, update: WorkflowUpdate) -> dict[str, object]:
@@ -298,6 +328,23 @@ class SQLiteStore:
         with self._write() as db:
             row = db.execute(_APPLY_UPDATE, _sqlite_params(workflow_id, update)).fetchone()
         return None if row is None else _record(row)
+
+    def delete_finished(self, cutoff_ms: int, keep: int | None, limit: int) -> int:
+        """Delete one batch of collectable workflows (see the protocol)."""
+        params = {
+            "finished": json.dumps(sorted(st.value for st in FINISHED)),
+            "active": json.dumps(sorted(st.value for st in ACTIVE)),
+            "cutoff": cutoff_ms,
+            "keep": keep or 0,
+            "limit": limit,
+        }
+        with self._write() as db:
+            ids = [row[0] for row in db.execute(_COLLECTABLE, params).fetchall()]
+            if ids:
+                doomed = json.dumps(ids)
+                for statement in _DELETE_COLLECTED:
+                    db.execute(statement, (doomed,))
+        return len(ids)
 
     # -- steps -----------------------------------------------------------------
     def load_steps(self, workflow_id: str) -> list[StepRecord]:

@@ -65,6 +65,20 @@ def open_store(database_url: str | None, schema: str) -> SystemStore:
     )
 
 
+def reopen_store(closed: SystemStore, database_url: str | None, schema: str) -> SystemStore:
+    """A store on the same database as ``closed``, which ``open_store(database_url,
+    schema)`` returned and which has been closed since (an engine launched again after
+    its shutdown).
+
+    A ``memory://`` database lives in its store object, and closing that object keeps
+    it: the same object, so a relaunch finds what was recorded before. Any other URL
+    names a database outside the object: a new store on it.
+    """
+    if isinstance(closed, MemoryStore):
+        return closed
+    return open_store(database_url, schema)
+
+
 def _sqlite(path: Path) -> SystemStore:
     from durakit.backends.sqlite import SQLiteStore  # noqa: PLC0415 - imported on demand
 
