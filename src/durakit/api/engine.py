@@ -8,7 +8,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
@@ -23,6 +23,7 @@ from durakit.api.recovery import Recovery
 from durakit.api.registry import Registry, WorkflowDef
 from durakit.api.retention import RetentionThread
 from durakit.api.running import EngineStopped
+from durakit.api.schedules import Scheduler, schedule_workflow_id
 from durakit.api.serialization import Serializer
 from durakit.api.validation import check_duration, check_identifiers, check_text
 from durakit.api.waiting import CURRENT, WakeHub
@@ -100,6 +101,7 @@ class Durakit(Recovery):
         self._slots = threading.BoundedSemaphore(bound) if bound else None
         self._deadlines = DeadlineWatcher(self.clock, self._expire_quietly)
         self._retention: RetentionThread | None = None
+        self._scheduler: Scheduler | None = None
         # Checked once: isinstance() against a runtime-checkable Protocol costs ~20 us.
         self._tracker = self.clock if isinstance(self.clock, TracksWorkflows) else None
         # Executions past their body, recording their outcome: a NOTIFY about them is
@@ -150,6 +152,9 @@ class Durakit(Recovery):
         """Register ``fn`` (``(ctx)`` or ``(ctx, input)``) as a workflow, before launch.
 
         Returns the :class:`Workflow`: callable as ``fn``, typed by its input and output.
+        ``schedule`` (a cron expression, six fields with seconds first, or five) runs it
+        once per tick from ``launch()`` on, across all executors, with the tick (an aware
+        UTC datetime) as its input: ``fn`` must then be ``(ctx, tick: datetime)``.
         """
         defn = self.registry.register(
             fn, name=name, max_recovery_attempts=max_recovery_attempts, schedule=schedule
@@ -167,7 +172,8 @@ class Durakit(Recovery):
         return self._store
 
     def launch(self) -> None:
-        """Open and migrate the store, then recover this executor's pending workflows.
+        """Open and migrate the store, recover this executor's pending workflows, and
+        start the schedules (and retention, when configured).
 
         Also after :meth:`shutdown`: a store the engine opened from ``database_url`` is
         opened again on the same database, and the background threads start again.
@@ -208,11 +214,21 @@ class Durakit(Recovery):
         self._launched = True
         self.recover_pending_workflows()
         self.observer.other_versions(self._store, self.executor_id, self.application_version)
+        scheduled = [(d.name, d.schedule) for d in self.registry.all() if d.schedule]
+        if scheduled:
+            self._scheduler = Scheduler(scheduled, self._start_tick, self.clock, self.log)
+            self._scheduler.start()
         if self.config.retention is not None:
             self._retention = RetentionThread(
                 self._store, self.clock, self.config.retention, self.log
             )
             self._retention.start()
+
+    def _start_tick(self, name: str, tick: datetime) -> None:
+        """Start one tick of a scheduled workflow (its ID makes it once per tick)."""
+        defn = self.registry.by_name(name)
+        assert defn is not None  # the scheduler only knows registered workflows
+        self.run_workflow(defn.fn, tick, workflow_id=schedule_workflow_id(name, tick))
 
     def shutdown(self, timeout: float = 5.0) -> None:
         """Stop: running workflows are interrupted at their next durable operation and
@@ -233,6 +249,9 @@ class Durakit(Recovery):
         if self._retention is not None:
             self._retention.stop()
             self._retention = None
+        if self._scheduler is not None:
+            self._scheduler.stop()
+            self._scheduler = None
         for thread in threads:
             thread.join(max(0.0, deadline - time.monotonic()))
         if self.config.store is None and self._store is not None:

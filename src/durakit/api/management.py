@@ -239,7 +239,9 @@ class Management:
     # -- control --------------------------------------------------------------------------
     def cancel_workflow(self, workflow_id: str, *, cascade: bool = True) -> None:
         """Mark the workflow CANCELLED now; a running body stops at its next durable
-        operation (a running step is not interrupted). No-op if already finished.
+        operation. A running step is not interrupted: its outcome is recorded (a resume
+        does not run it again), and a body that returns right after it leaves the
+        workflow CANCELLED. No-op if already finished.
 
         With ``cascade`` (the default) its child workflows are cancelled too, except
         those started with ``detached=True``.

@@ -326,22 +326,35 @@ class PostgresStore:
         return self._db.run(op)
 
     def _fenced_write(
-        self, statement: str, params: Params, fence: Fence, step: StepRecord
+        self,
+        statement: str,
+        params: Params,
+        fence: Fence,
+        step: StepRecord,
+        *,
+        while_cancelled: bool = False,
     ) -> WriteResult:
         def op(conn: Conn, retried: bool) -> WriteResult:
             while True:
                 if conn.execute(statement, params, prepare=True).fetchone() is not None:
                     return WriteResult.OK
-                verdict = explain_refusal(conn, self._sql, retried, fence, step)
+                verdict = explain_refusal(
+                    conn, self._sql, retried, fence, step, while_cancelled=while_cancelled
+                )
                 if verdict is not None:
                     return verdict
 
         return self._db.run(op)
 
-    def record_step(self, fence: Fence, step: StepRecord) -> WriteResult:
-        """Insert the checkpoint, fenced: one round trip on the hot path."""
+    def record_step(
+        self, fence: Fence, step: StepRecord, *, while_cancelled: bool = False
+    ) -> WriteResult:
+        """Insert the checkpoint, fenced: one round trip on the hot path (a PENDING row
+        of ours); a step recorded while cancelled takes the cold path's two more."""
         params = step_params(fence.workflow_id, fence.owner, step)
-        return self._fenced_write(self._sql.record_step, params, fence, step)
+        return self._fenced_write(
+            self._sql.record_step, params, fence, step, while_cancelled=while_cancelled
+        )
 
     def copy_steps(self, source_id: str, target_id: str, below_step: int) -> int:
         """Copy the source's steps below ``below_step`` to the target, keeping existing ones."""

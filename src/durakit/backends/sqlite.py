@@ -66,6 +66,10 @@ _INSERT_STEP_FENCED: Final = (
     f"INSERT INTO steps (workflow_id, {_STEP_SELECT}) SELECT ?, ?, ?, ?, ?, ?, ?, ? "
     f"WHERE {_FENCE} ON CONFLICT (workflow_id, step_id) DO NOTHING"
 )
+_INSERT_STEP: Final = (
+    f"INSERT INTO steps (workflow_id, {_STEP_SELECT}) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+    "ON CONFLICT (workflow_id, step_id) DO NOTHING"
+)
 
 
 def _roles_to_db(roles: tuple[str, ...] | None) -> str | None:
@@ -154,21 +158,30 @@ def _sqlite_params(workflow_id: str, update: WorkflowUpdate) -> dict[str, object
     return params
 
 
-def _fence_verdict(db: Database, fence: Fence) -> WriteResult:
-    """Why a fenced write refused (or OK); call inside the write transaction."""
+def _fence_verdict(db: Database, fence: Fence, *, while_cancelled: bool = False) -> WriteResult:
+    """Why a fenced write refused (or that it may write); call inside the write
+    transaction, whose lock keeps the answer true until it commits."""
     row = db.execute(
         "SELECT status, owner FROM workflows WHERE workflow_id = ?", (fence.workflow_id,)
     ).fetchone()
     if row is None:
         return fence_verdict(None, None, fence.owner)
-    return fence_verdict(StatusType(row[0]), row[1], fence.owner)
+    return fence_verdict(StatusType(row[0]), row[1], fence.owner, while_cancelled=while_cancelled)
 
 
-def _insert_step_fenced(db: Database, fence: Fence, step: StepRecord) -> WriteResult:
+def _insert_step_fenced(
+    db: Database, fence: Fence, step: StepRecord, *, while_cancelled: bool = False
+) -> WriteResult:
     params = (*_step_params(fence.workflow_id, step), fence.workflow_id, fence.owner)
     if db.execute(_INSERT_STEP_FENCED, params).rowcount == 1:
-        return WriteResult.OK
-    verdict = _fence_verdict(db, fence)
+        return WriteResult.OK  # the hot path: PENDING and ours, in one statement
+    verdict = _fence_verdict(db, fence, while_cancelled=while_cancelled)
+    if verdict is WriteResult.RECORDED_WHILE_CANCELLED:
+        # Cancelled during this execution's step: keep the step's outcome. The verdict
+        # was read in this same write transaction, so it still holds for the insert.
+        if db.execute(_INSERT_STEP, _step_params(fence.workflow_id, step)).rowcount == 1:
+            return verdict
+        return WriteResult.DUPLICATE
     return WriteResult.DUPLICATE if verdict is WriteResult.OK else verdict
 
 
@@ -361,10 +374,13 @@ class SQLiteStore:
             ).fetchall()
         return [_step(r) for r in rows]
 
-    def record_step(self, fence: Fence, step: StepRecord) -> WriteResult:
-        """Insert the checkpoint, fenced; DUPLICATE if the step ID is taken."""
+    def record_step(
+        self, fence: Fence, step: StepRecord, *, while_cancelled: bool = False
+    ) -> WriteResult:
+        """Insert the checkpoint, fenced (see the protocol for ``while_cancelled``);
+        DUPLICATE if the step ID is taken."""
         with self._write() as db:
-            return _insert_step_fenced(db, fence, step)
+            return _insert_step_fenced(db, fence, step, while_cancelled=while_cancelled)
 
     def copy_steps(self, source_id: str, target_id: str, below_step: int) -> int:
         """Copy the source's steps below ``below_step`` to the target, keeping existing ones."""
