@@ -33,7 +33,14 @@ from hypothesis.stateful import (
 )
 
 from durakit.backends import MemoryStore, SystemStore
-from durakit.core.records import Fence, NewWorkflow, StepRecord, WorkflowQuery, WriteResult
+from durakit.core.records import (
+    Fence,
+    NewWorkflow,
+    StepRecord,
+    VersionMove,
+    WorkflowQuery,
+    WriteResult,
+)
 from durakit.core.status import StatusType, WorkflowEvent
 from durakit.core.transitions import Attempts, WorkflowUpdate, plan, plan_finish
 
@@ -334,6 +341,31 @@ class StoreModelMachine(RuleBasedStateMachine):
         """Retention: the same workflows (with their steps, messages, events) go."""
         cutoff = self.now - age
         self.both(lambda s: s.delete_finished(cutoff, keep, limit))
+
+    @rule(
+        ids=st.none() | st.lists(any_wids, max_size=3).map(tuple),
+        from_version=st.sampled_from([None, "v1", "v2"]),
+        to_version=st.sampled_from(["v1", "v2"]),
+        app=st.sampled_from([None, "billing", "shipping"]),
+    )
+    def set_version(
+        self,
+        *,
+        ids: tuple[str, ...] | None,
+        from_version: str | None,
+        to_version: str,
+        app: str | None,
+    ) -> None:
+        if ids is None and from_version is None:
+            from_version = "v1"
+        move = VersionMove(
+            to_version=to_version,
+            now_ms=self.tick(),
+            application_id=app,
+            workflow_ids=ids,
+            from_version=from_version,
+        )
+        self.both(lambda s: s.set_version(move))
 
     @rule(
         dest=any_wids,

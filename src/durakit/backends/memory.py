@@ -19,6 +19,7 @@ from durakit.core.records import (
     InsertResult,
     NewWorkflow,
     StepRecord,
+    VersionMove,
     WorkflowQuery,
     WorkflowRecord,
     WriteResult,
@@ -137,6 +138,17 @@ class MemoryStore:
             new = transitions.applied(rec, update)
             self._workflows[workflow_id] = new
             return new
+
+    def set_version(self, selection: VersionMove) -> list[str]:
+        with self._lock:
+            moved = sorted(w for w, rec in self._workflows.items() if selection.picks(rec))
+            for wid in moved:
+                self._workflows[wid] = attrs.evolve(
+                    self._workflows[wid],
+                    application_version=selection.to_version,
+                    updated_at=selection.now_ms,
+                )
+            return moved
 
     def delete_finished(self, cutoff_ms: int, keep: int | None, limit: int) -> int:
         with self._lock:
