@@ -13,6 +13,7 @@ from collections import Counter
 from durakit.api.clock import now_ms
 from durakit.api.running import Runner
 from durakit.api.validation import possible_ids, storable
+from durakit.core.backoff import Backoff
 from durakit.core.errors import (
     InitializationError,
     StoreUnavailableError,
@@ -51,10 +52,11 @@ class Recovery(Runner):
         background, until the store answers (or the engine stops)."""
 
         def retry() -> None:
+            backoff = Backoff(0.5, 10.0)
             delay = first_delay
             while not self._stopping:
                 time.sleep(delay)
-                delay = min(max(delay, 0.25) * 2, 10.0)
+                delay = backoff.next()
                 try:
                     self.recover_pending_workflows(workflow_ids=[workflow_id])
                     self._store_health().up()
