@@ -248,6 +248,7 @@ def test_the_trace_context_is_stored_and_read_back_by_every_store(
             input=None,
             executor_id="local",
             application_version="v1",
+            application_id="t",
             owner="dead-execution",
             created_at=1_700_000_000_000,
             trace_context=json.dumps(carrier),

@@ -9,8 +9,9 @@ executing. Every record goes to the engine's logger (``Config.logger``, default
 
 - INFO: a workflow started, finished (SUCCESS or CANCELLED), or was recovered;
 - WARNING: a workflow failed (ERROR, with its traceback), was dead-lettered, or is
-  stranded (PENDING work this engine cannot run: not registered, or of another
-  application version); ERROR: one stopped without an outcome (a bug);
+  stranded (PENDING, but not registered on this engine); ERROR: one stopped without an
+  outcome (a bug). (Work of other application versions is reported at launch, by
+  ``Recovery.warn_about_other_versions``.)
 - DEBUG: each step that ran (replayed steps did not run and say nothing).
 
 Tracing (``Config(tracing=True)``) lives in ``durakit.api.tracing``, the only module that
@@ -27,7 +28,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from durakit.api.errors_codec import safe_repr
 from durakit.core.errors import InitializationError, WorkflowCancelledSignal
-from durakit.core.records import WorkflowQuery, WorkflowRecord
+from durakit.core.records import WorkflowRecord
 from durakit.core.status import StatusType
 
 if TYPE_CHECKING:
@@ -35,11 +36,8 @@ if TYPE_CHECKING:
     from durakit.api.handle import Outcome
     from durakit.api.running import Runner
     from durakit.api.tracing import Tracer
-    from durakit.backends.protocol import SystemStore
 
 RunnerT = TypeVar("RunnerT", bound="Runner")
-
-_STRANDED_SAMPLE = 10  # workflow IDs named in one "stranded" record
 
 
 def _fields(workflow_id: str, name: str, **more: object) -> dict[str, object]:
@@ -87,36 +85,6 @@ class Observer:
             record.name,
             extra=_fields(record.workflow_id, record.name),
         )
-
-    def other_versions(
-        self, store: SystemStore, executor_id: str, application_version: str
-    ) -> None:
-        """One WARNING per other application version that has PENDING work of this
-        executor: recovery runs only this version's, so that work waits for an engine
-        of its own version (or a fork or resume onto this one)."""
-        query = WorkflowQuery(
-            statuses=(StatusType.PENDING,),
-            executor_ids=(executor_id,),
-            load_input=False,
-            load_output=False,
-        )
-        stranded: dict[str, list[str]] = {}
-        for record in store.list_workflows(query):
-            if record.application_version != application_version:
-                stranded.setdefault(record.application_version, []).append(record.workflow_id)
-        for version, ids in sorted(stranded.items()):
-            self.log.warning(
-                "%d PENDING workflow(s) of executor %r belong to application version %r, "
-                "not this engine's %r: they are stranded until an engine of that version "
-                "recovers them (IDs: %s%s)",
-                len(ids),
-                executor_id,
-                version,
-                application_version,
-                ", ".join(ids[:_STRANDED_SAMPLE]),
-                ", ..." if len(ids) > _STRANDED_SAMPLE else "",
-                extra={"application_version": version, "workflow_ids": ids},
-            )
 
     # -- executions ----------------------------------------------------------------
     def started(self, record: WorkflowRecord) -> None:
