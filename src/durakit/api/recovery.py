@@ -108,6 +108,20 @@ class Recovery(Runner):
                 )
                 self.hub.notify(f"wf:{wid}")
                 continue
+            if claimed.queue_name is not None:
+                # Queued work goes back on its queue rather than running at once here,
+                # so that the queue's limits (this executor's included) still hold; its
+                # attempt is counted above, and the dequeue replays its checkpoints.
+                requeued = self.store.transition_workflow(
+                    wid,
+                    from_statuses=sources(WorkflowEvent.REQUEUE),
+                    to_status=target(WorkflowEvent.REQUEUE),
+                    now_ms=now_ms(self.clock),
+                )
+                if requeued is not None:
+                    self.hub.notify(f"q:{claimed.queue_name}")
+                    recovered.append(wid)
+                continue
             self._spawn(defn, claimed, owner, self.store.load_steps(wid))
             recovered.append(wid)
         return recovered

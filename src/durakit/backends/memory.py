@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import threading
 from collections import deque
+from collections.abc import Sequence
 
 import attrs
 
+from durakit.core.admission import Candidate, Load, QueuePolicy, admit, retry_at
 from durakit.core.errors import QueueDeduplicatedError
 from durakit.core.records import (
+    Claim,
     Fence,
     InsertResult,
     NewWorkflow,
@@ -22,7 +25,8 @@ from durakit.core.records import (
     WorkflowRecord,
     WriteResult,
 )
-from durakit.core.status import FINISHED, StatusType
+from durakit.core.status import FINISHED, StatusType, WorkflowEvent
+from durakit.core.transitions import applied, plan
 
 
 def record_from_new(new: NewWorkflow) -> WorkflowRecord:
@@ -49,6 +53,8 @@ def record_from_new(new: NewWorkflow) -> WorkflowRecord:
         timeout_ms=new.timeout_ms,
         deadline_ms=deadline,
         started_at=new.created_at if pending else None,
+        queue_partition_key=new.queue_partition_key,
+        visible_at=new.visible_at,
         authenticated_user=new.authenticated_user,
         assumed_role=new.assumed_role,
         authenticated_roles=new.authenticated_roles,
@@ -96,6 +102,7 @@ class MemoryStore:
         self._steps: dict[str, dict[int, StepRecord]] = {}
         self._messages: dict[tuple[str, str | None], deque[str]] = {}
         self._events: dict[tuple[str, str], str] = {}
+        self._paused: set[str] = set()
         self._closed = False
 
     # -- lifecycle -------------------------------------------------------------
@@ -298,3 +305,97 @@ class MemoryStore:
     def get_event(self, workflow_id: str, key: str) -> str | None:
         with self._lock:
             return self._events.get((workflow_id, key))
+
+    # -- queues ------------------------------------------------------------------
+    def claim_queued(
+        self,
+        policy: QueuePolicy,
+        *,
+        executor_id: str,
+        application_version: str,
+        owner: str,
+        now_ms: int,
+    ) -> Claim:
+        with self._lock:
+            loads = self._loads(policy, executor_id, now_ms)
+            visible: list[Candidate] = []
+            later: list[int] = []
+            for rec in self._workflows.values():
+                if (
+                    rec.queue_name != policy.name
+                    or rec.status is not StatusType.ENQUEUED
+                    or rec.application_version != application_version
+                ):
+                    continue
+                if rec.visible_at is not None and rec.visible_at > now_ms:
+                    later.append(rec.visible_at)
+                    continue
+                visible.append(
+                    Candidate(
+                        workflow_id=rec.workflow_id,
+                        created_at=rec.created_at,
+                        priority=rec.priority,
+                        partition=rec.queue_partition_key,
+                        visible_at=rec.visible_at,
+                    )
+                )
+            paused = policy.name in self._paused
+            admitted = admit(policy, loads, visible, now_ms, paused=paused)
+            update = plan(WorkflowEvent.DEQUEUE, now_ms, owner=owner, executor_id=executor_id)
+            claimed = []
+            for candidate in admitted:
+                rec = applied(self._workflows[candidate.workflow_id], update)
+                self._workflows[candidate.workflow_id] = rec
+                claimed.append(rec)
+            if paused:
+                return Claim()
+            taken = {c.workflow_id for c in admitted}
+            waiting = [c for c in visible if c.workflow_id not in taken]
+            wake = retry_at(policy, loads, waiting, min(later) if later else None)
+            return Claim(claimed=tuple(claimed), retry_at=wake)
+
+    def _loads(self, policy: QueuePolicy, executor_id: str, now_ms: int) -> dict[str | None, Load]:
+        """Running counts and recent starts of the queue, per partition (None if not
+        partitioned)."""
+        since = None if policy.rate_limit is None else now_ms - policy.rate_limit.period_ms
+        counts: dict[str | None, list[int]] = {}
+        oldest: dict[str | None, int] = {}
+        for rec in self._workflows.values():
+            if rec.queue_name != policy.name:
+                continue
+            key = rec.queue_partition_key if policy.partitioned else None
+            here, total, recent = counts.setdefault(key, [0, 0, 0])
+            if rec.status is StatusType.PENDING:
+                total += 1
+                here += rec.executor_id == executor_id
+            if since is not None and rec.started_at is not None and rec.started_at > since:
+                recent += 1
+                oldest[key] = min(oldest.get(key, rec.started_at), rec.started_at)
+            counts[key] = [here, total, recent]
+        return {
+            key: Load(
+                running_here=here,
+                running_total=total,
+                recent_starts=recent,
+                oldest_start=oldest.get(key),
+            )
+            for key, (here, total, recent) in counts.items()
+        }
+
+    def queues_with_work(self, names: Sequence[str], application_version: str) -> set[str]:
+        wanted = set(names)
+        with self._lock:
+            return {
+                rec.queue_name
+                for rec in self._workflows.values()
+                if rec.queue_name in wanted
+                and rec.status is StatusType.ENQUEUED
+                and rec.application_version == application_version
+            }
+
+    def set_queue_paused(self, name: str, paused: bool) -> None:
+        with self._lock:
+            if paused:
+                self._paused.add(name)
+            else:
+                self._paused.discard(name)

@@ -101,6 +101,13 @@ class Statements:
         w_cols = ", ".join(f"w.{c}" for c in WF_FIELDS)
         values = ", ".join(f"%({c})s" for c in WF_FIELDS)
         self.schema = s
+        # A queued workflow that changes status gives its queue work or room: runners in
+        # other processes hear it as ``q:<name>``.
+        notify_queue = (
+            f"CASE WHEN queue_name IS NOT NULL THEN pg_notify({channel}, 'q:' || queue_name) END"
+        )
+        self.notify = "SELECT pg_notify(%s, %s)"
+        self.channel = channel
 
         # One round trip for a start: the insert, and the existing row if there was one.
         # The outer SELECT runs on the statement's snapshot, so it cannot see the row the
@@ -124,7 +131,7 @@ class Statements:
             SET status = %(status)s, output = %(output)s, error = %(error)s,
                 updated_at = %(now)s, deduplication_id = NULL
             WHERE workflow_id = %(wf)s AND owner = %(owner)s AND status = 'PENDING'
-            RETURNING pg_notify({channel}, 'wf:' || workflow_id)"""
+            RETURNING pg_notify({channel}, 'wf:' || workflow_id), {notify_queue}"""
 
         # SET expressions read the row's old values, so "status <> 'PENDING'" below is
         # the status before this transition.
@@ -145,7 +152,7 @@ class Statements:
                 deduplication_id = CASE WHEN %(finished)s THEN NULL
                                         ELSE deduplication_id END
             WHERE workflow_id = %(wf)s AND status = ANY(%(from)s::text[])
-            RETURNING {_WF_COLS}, pg_notify({channel}, 'wf:' || workflow_id)"""
+            RETURNING {_WF_COLS}, pg_notify({channel}, 'wf:' || workflow_id), {notify_queue}"""
 
         self.load_steps = (
             f"SELECT {_STEP_COLS} FROM {s}.steps WHERE workflow_id = %s ORDER BY step_id"
@@ -272,6 +279,55 @@ class Statements:
             SELECT pg_notify({channel}, 'evt:' || workflow_id) FROM ev"""
 
         self.get_event = f"SELECT value FROM {s}.events WHERE workflow_id = %s AND key = %s"
+
+        # -- queues: the claim's statements, run in one transaction in this order ----
+        self.lock_queue = f"SELECT paused FROM {s}.queues WHERE name = %(q)s FOR UPDATE"
+        self.add_queue = (
+            f"INSERT INTO {s}.queues (name) VALUES (%(q)s) ON CONFLICT (name) DO NOTHING"
+        )
+        self.queue_running = f"""
+            SELECT CASE WHEN %(part)s THEN queue_partition_key END,
+                   count(*) FILTER (WHERE executor_id = %(me)s), count(*)
+            FROM {s}.workflows WHERE queue_name = %(q)s AND status = 'PENDING'
+            GROUP BY 1"""
+        self.queue_recent = f"""
+            SELECT CASE WHEN %(part)s THEN queue_partition_key END, count(*), min(started_at)
+            FROM {s}.workflows WHERE queue_name = %(q)s AND started_at > %(since)s
+            GROUP BY 1"""
+        candidates = f"""
+            SELECT workflow_id, created_at, priority, queue_partition_key, visible_at
+            FROM {s}.workflows
+            WHERE queue_name = %(q)s AND status = 'ENQUEUED' AND application_version = %(v)s
+              AND (visible_at IS NULL OR visible_at <= %(now)s)
+              AND (queue_partition_key IS NULL
+                   OR queue_partition_key <> ALL(%(full)s::text[]))
+            ORDER BY {{}}created_at, workflow_id COLLATE "C"
+            LIMIT %(limit)s
+            FOR UPDATE SKIP LOCKED"""
+        self.queue_candidates_fifo = candidates.format("")
+        self.queue_candidates_priority = candidates.format("priority, ")
+        self.queue_next_visible = f"""
+            SELECT min(visible_at) FROM {s}.workflows
+            WHERE queue_name = %(q)s AND status = 'ENQUEUED' AND visible_at > %(now)s"""
+        self.dequeue = f"""
+            UPDATE {s}.workflows
+            SET status = 'PENDING', owner = %(owner)s, executor_id = %(me)s,
+                updated_at = %(now)s, started_at = %(now)s,
+                deadline_ms = CASE WHEN timeout_ms IS NOT NULL THEN %(now)s + timeout_ms
+                                   ELSE deadline_ms END
+            WHERE workflow_id = ANY(%(ids)s::text[]) AND status = 'ENQUEUED'
+            RETURNING {_WF_COLS}"""
+        self.claimed_by = f"""
+            SELECT {_WF_COLS} FROM {s}.workflows
+            WHERE queue_name = %(q)s AND status = 'PENDING' AND owner = %(owner)s"""
+        self.queues_with_work = f"""
+            SELECT DISTINCT queue_name FROM {s}.workflows
+            WHERE status = 'ENQUEUED' AND queue_name = ANY(%(names)s::text[])
+              AND application_version = %(v)s"""
+        self.set_paused = f"""
+            INSERT INTO {s}.queues (name, paused) VALUES (%(q)s, %(paused)s)
+            ON CONFLICT (name) DO UPDATE SET paused = EXCLUDED.paused
+            RETURNING pg_notify({channel}, 'q:' || name)"""
 
     def list_workflows(self, q: WorkflowQuery) -> tuple[str, Params]:
         """The SELECT for ``q``: same filters, order and paging as the reference store."""
