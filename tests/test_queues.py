@@ -4,6 +4,7 @@ delays, cancel and resume of queued work, listing, and recovery through the queu
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from typing import Any
@@ -416,7 +417,10 @@ def test_recovery_puts_started_queued_work_back_on_its_queue(apps: Apps, gate: G
         app.queue("q", worker_concurrency=1)
 
     first = apps.make(setup)
-    handles = [first.run_workflow(fn(first, "blocking"), f"w{i}", queue="q") for i in range(2)]
+    blocking = fn(first, "blocking")
+    handles = [
+        first.run_workflow(blocking, f"w{i}", queue="q", workflow_id=f"w{i}") for i in range(2)
+    ]
     wait_until(lambda: gate.started == ["w0"])
     first.shutdown(timeout=0.5)  # w0 stays PENDING (interrupted), w1 ENQUEUED
     assert status(first, handles[0].workflow_id) is Q.PENDING
@@ -434,3 +438,44 @@ def test_finished_work_is_final(apps: Apps) -> None:
     handle = app.run_workflow(fn(app, "quick"), "z", queue="q")
     handle.get_result(timeout=WAIT)
     assert status(app, handle.workflow_id) in FINISHED
+
+
+class CountingStore(dk.MemoryStore):
+    """Counts the queue calls a runner makes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.claims = 0
+        self.checks = 0
+
+    def claim_queued(self, *args: Any, **kwargs: Any) -> Any:
+        self.claims += 1
+        return super().claim_queued(*args, **kwargs)
+
+    def queues_with_work(self, *args: Any, **kwargs: Any) -> Any:
+        self.checks += 1
+        return super().queues_with_work(*args, **kwargs)
+
+
+def test_idle_queues_cost_one_cheap_check_per_second() -> None:
+    store = CountingStore()
+    app = new_app(store)
+    for i in range(50):
+        app.queue(f"q{i}")
+    with app:
+        wait_until(lambda: store.claims == 50)  # each queue is looked at once at launch
+        time.sleep(2.5)
+        assert store.claims == 50  # idle: no claim at all
+        assert 1 <= store.checks <= 4  # one check for all 50 queues per ~second
+
+
+def test_a_backlog_in_one_queue_does_not_hold_up_another(apps: Apps, gate: Gate) -> None:
+    app = apps.make(lambda a: (a.queue("busy", concurrency=1), a.queue("other")))
+    blocking, quick = fn(app, "blocking"), fn(app, "quick")
+    backlog = [app.run_workflow(blocking, f"b{i}", queue="busy") for i in range(20)]
+    wait_until(lambda: gate.started_count() == 1)
+    assert app.run_workflow(quick, "o", queue="other").get_result(timeout=WAIT) == "O"
+    assert gate.started_count() == 1
+    gate.release.set()
+    for h in backlog:
+        h.get_result(timeout=WAIT)

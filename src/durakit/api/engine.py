@@ -30,6 +30,7 @@ from durakit.core.errors import (
     ConflictingRegistrationError,
     ConflictingWorkflowError,
     InitializationError,
+    WorkflowExecutionError,
     WorkflowInterrupted,
 )
 from durakit.core.records import NewWorkflow, WorkflowRecord
@@ -496,6 +497,13 @@ class Durakit(Recovery):
             "queue_partition_key": enqueue.partition_key,
             "visible_at": now + enqueue.delay_ms if enqueue.delay_ms else None,
         }
+
+    def _check_queue(self, name: str) -> None:
+        super()._check_queue(name)
+        if name not in self.queues:
+            raise WorkflowExecutionError(
+                f"queue {name!r} is not registered on this engine", queue_name=name
+            )
 
     def run_dequeued(self, record: WorkflowRecord, owner: str) -> None:
         """Run a workflow the queue runner claimed (it is PENDING, owned by ``owner``)."""

@@ -324,7 +324,7 @@ class MemoryStore:
                 if (
                     rec.queue_name != policy.name
                     or rec.status is not StatusType.ENQUEUED
-                    or rec.application_version != application_version
+                    or rec.application_version not in (application_version, "")
                 ):
                     continue
                 if rec.visible_at is not None and rec.visible_at > now_ms:
@@ -345,6 +345,8 @@ class MemoryStore:
             claimed = []
             for candidate in admitted:
                 rec = applied(self._workflows[candidate.workflow_id], update)
+                # Enqueued for any version (by a client): the dequeuing executor's now.
+                rec = attrs.evolve(rec, application_version=application_version)
                 self._workflows[candidate.workflow_id] = rec
                 claimed.append(rec)
             if paused:
@@ -390,7 +392,7 @@ class MemoryStore:
                 for rec in self._workflows.values()
                 if rec.queue_name in wanted
                 and rec.status is StatusType.ENQUEUED
-                and rec.application_version == application_version
+                and rec.application_version in (application_version, "")
             }
 
     def set_queue_paused(self, name: str, paused: bool) -> None:

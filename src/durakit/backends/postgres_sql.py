@@ -297,7 +297,8 @@ class Statements:
         candidates = f"""
             SELECT workflow_id, created_at, priority, queue_partition_key, visible_at
             FROM {s}.workflows
-            WHERE queue_name = %(q)s AND status = 'ENQUEUED' AND application_version = %(v)s
+            WHERE queue_name = %(q)s AND status = 'ENQUEUED'
+              AND application_version IN (%(v)s, '')
               AND (visible_at IS NULL OR visible_at <= %(now)s)
               AND (queue_partition_key IS NULL
                    OR queue_partition_key <> ALL(%(full)s::text[]))
@@ -312,7 +313,7 @@ class Statements:
         self.dequeue = f"""
             UPDATE {s}.workflows
             SET status = 'PENDING', owner = %(owner)s, executor_id = %(me)s,
-                updated_at = %(now)s, started_at = %(now)s,
+                application_version = %(v)s, updated_at = %(now)s, started_at = %(now)s,
                 deadline_ms = CASE WHEN timeout_ms IS NOT NULL THEN %(now)s + timeout_ms
                                    ELSE deadline_ms END
             WHERE workflow_id = ANY(%(ids)s::text[]) AND status = 'ENQUEUED'
@@ -323,7 +324,7 @@ class Statements:
         self.queues_with_work = f"""
             SELECT DISTINCT queue_name FROM {s}.workflows
             WHERE status = 'ENQUEUED' AND queue_name = ANY(%(names)s::text[])
-              AND application_version = %(v)s"""
+              AND application_version IN (%(v)s, '')"""
         self.set_paused = f"""
             INSERT INTO {s}.queues (name, paused) VALUES (%(q)s, %(paused)s)
             ON CONFLICT (name) DO UPDATE SET paused = EXCLUDED.paused

@@ -185,7 +185,8 @@ class QueueStore(Protocol):
         process): the queue's budget is locked while its load (PENDING workflows of the
         queue here and everywhere, starts within the rate-limit window) is read, the
         candidates chosen and claimed, so two executors never spend one budget twice.
-        Candidates are the queue's ENQUEUED rows of ``application_version`` whose
+        Candidates are the queue's ENQUEUED rows of ``application_version`` (or of
+        ``""``: any version, which the claim replaces by ``application_version``) whose
         ``visible_at`` has passed; nothing is claimed while the queue is paused. Each
         claimed row becomes PENDING as by the DEQUEUE event (``owner``, ``executor_id``,
         ``started_at = now_ms``, deadline re-armed from its timeout).
@@ -194,7 +195,7 @@ class QueueStore(Protocol):
 
     def queues_with_work(self, names: Sequence[str], application_version: str) -> set[str]:
         """Those of ``names`` that have an ENQUEUED workflow of ``application_version``
-        (visible or not): a cheap check before claiming."""
+        or ``""`` (visible or not): a cheap check before claiming."""
         ...
 
     def set_queue_paused(self, name: str, paused: bool) -> None:

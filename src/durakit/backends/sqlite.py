@@ -471,7 +471,7 @@ class SQLiteStore:
             rows = db.execute(
                 "SELECT workflow_id, created_at, priority, queue_partition_key, visible_at "
                 "FROM workflows WHERE queue_name = ? AND status = 'ENQUEUED' "
-                "AND application_version = ? AND (visible_at IS NULL OR visible_at <= ?) "
+                "AND application_version IN (?, '') AND (visible_at IS NULL OR visible_at <= ?) "
                 f"AND coalesce(queue_partition_key, '') NOT IN ({', '.join('?' * len(full))}) "
                 f"ORDER BY {order}created_at, workflow_id LIMIT ?",
                 (q, application_version, now_ms, *full, limit),
@@ -486,10 +486,19 @@ class SQLiteStore:
             for candidate in admitted:
                 row = db.execute(
                     "UPDATE workflows SET status = 'PENDING', owner = ?, executor_id = ?, "
+                    "application_version = ?, "
                     "updated_at = ?, started_at = ?, deadline_ms = CASE WHEN timeout_ms "
                     "IS NOT NULL THEN ? + timeout_ms ELSE deadline_ms END "
                     f"WHERE workflow_id = ? AND status = 'ENQUEUED' RETURNING {_WF_SELECT}",
-                    (owner, executor_id, now_ms, now_ms, now_ms, candidate.workflow_id),
+                    (
+                        owner,
+                        executor_id,
+                        application_version,
+                        now_ms,
+                        now_ms,
+                        now_ms,
+                        candidate.workflow_id,
+                    ),
                 ).fetchone()
                 if row is not None:
                     claimed.append(_record(row))
@@ -503,7 +512,7 @@ class SQLiteStore:
             rows = db.execute(
                 "SELECT DISTINCT queue_name FROM workflows WHERE status = 'ENQUEUED' "
                 f"AND queue_name IN ({', '.join('?' * len(names))}) "
-                "AND application_version = ?",
+                "AND application_version IN (?, '')",
                 (*names, application_version),
             ).fetchall()
         return {str(r[0]) for r in rows}
