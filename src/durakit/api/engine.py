@@ -516,8 +516,10 @@ class Durakit(Recovery):
                 record.name,
             )
             return
-        # A workflow put back on its queue by recovery has checkpoints to replay.
-        self._spawn(defn, record, owner, self.store.load_steps(record.workflow_id))
+        # Only REQUEUE puts a workflow that has checkpoints on a queue, and it always
+        # follows a RECOVER, which counted an attempt: a first attempt has none to read.
+        steps = self.store.load_steps(record.workflow_id) if record.attempts > 1 else []
+        self._spawn(defn, record, owner, steps)
 
     @staticmethod
     def _check_name(workflow_id: str, recorded: str, requested: str) -> None:

@@ -179,10 +179,8 @@ class PostgresStore:
                         deduplication_id=new.deduplication_id,
                     ) from None
                 assert row is not None  # the statement always yields one row
+                row = row[:-1]  # the last column is the enqueue's pg_notify
                 if row[0]:
-                    if rec.queue_name is not None and rec.status is StatusType.ENQUEUED:
-                        # Wakes the queue's runners in other processes.
-                        conn.execute(self._sql.notify, (self._channel, f"q:{rec.queue_name}"))
                     return InsertResult(created=True, record=rec)
                 # Otherwise the row was there; if it was committed by a concurrent start
                 # after our snapshot (w.* all NULL), read it now.
@@ -463,8 +461,8 @@ class PostgresStore:
         owner: str,
         now_ms: int,
     ) -> Claim:
-        """Claim what admission allows, in one transaction that first locks the queue's
-        row (FOR UPDATE): claims on one queue take turns, so its budget is never spent
+        """Claim what admission allows, in one transaction that first takes the queue's
+        advisory lock: claims on one queue take turns, so its budget is never spent
         twice; SKIP LOCKED passes over rows that a resume or cancel is changing."""
         params: Params = {
             "q": policy.name,
@@ -474,6 +472,7 @@ class PostgresStore:
             "now": now_ms,
             "part": policy.partitioned,
             "since": now_ms - (policy.rate_limit.period_ms if policy.rate_limit else 0),
+            "lock": f"durakit.queue:{self._schema}:{policy.name}",
         }
 
         def op(conn: Conn, retried: bool) -> Claim:
@@ -483,13 +482,12 @@ class PostgresStore:
                 if rows:
                     return claim_of([workflow_from_row(r) for r in rows], None)
             with conn.transaction():
-                lock = conn.execute(self._sql.lock_queue, params, prepare=True).fetchone()
-                if lock is None:
-                    conn.execute(self._sql.add_queue, params)
-                    lock = conn.execute(self._sql.lock_queue, params).fetchone()
-                    assert lock is not None
-                if lock[0]:
-                    return Claim()  # paused
+                conn.execute(self._sql.lock_queue, params, prepare=True)
+                state = conn.execute(self._sql.queue_state, params, prepare=True).fetchone()
+                assert state is not None  # the statement always yields one row
+                paused, next_visible = state
+                if paused:
+                    return Claim()
                 run = conn.execute(self._sql.queue_running, params, prepare=True).fetchall()
                 recent: list[tuple[Any, ...]] = []
                 if policy.rate_limit is not None:
@@ -503,14 +501,8 @@ class PostgresStore:
                     else self._sql.queue_candidates_fifo
                 )
                 rows = conn.execute(statement, params, prepare=True).fetchall()
-                later = conn.execute(self._sql.queue_next_visible, params, prepare=True)
-                next_visible = later.fetchone()
                 admitted, wake = decide(
-                    policy,
-                    loads,
-                    [candidate_from(r) for r in rows],
-                    now_ms,
-                    None if next_visible is None else next_visible[0],
+                    policy, loads, [candidate_from(r) for r in rows], now_ms, next_visible
                 )
                 if not admitted:
                     return Claim(retry_at=wake)

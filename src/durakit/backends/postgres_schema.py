@@ -139,8 +139,7 @@ _MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
         CREATE INDEX workflows_queue_delayed_idx ON {s}.workflows (queue_name, visible_at)
             WHERE status = 'ENQUEUED' AND visible_at IS NOT NULL
         """,
-        # One row per queue: its pause flag, and the row a claim locks (FOR UPDATE) so
-        # that claims on one queue, from any process, take turns with its budget.
+        # One row per queue that was ever paused or resumed: its pause flag.
         """
         CREATE TABLE {s}.queues (
             name text PRIMARY KEY,

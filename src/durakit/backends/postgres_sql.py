@@ -106,21 +106,23 @@ class Statements:
         notify_queue = (
             f"CASE WHEN queue_name IS NOT NULL THEN pg_notify({channel}, 'q:' || queue_name) END"
         )
-        self.notify = "SELECT pg_notify(%s, %s)"
-        self.channel = channel
 
         # One round trip for a start: the insert, and the existing row if there was one.
         # The outer SELECT runs on the statement's snapshot, so it cannot see the row the
         # CTE inserts (w.* is NULL when created) -- nor a row that a concurrent start
         # committed after the snapshot, which is why the caller falls back to a SELECT
         # when neither branch produced a row.
+        # A created ENQUEUED row also wakes its queue's runners in other processes
+        # (the last column), in the same transaction.
         self.insert_workflow = f"""
             WITH ins AS (
                 INSERT INTO {s}.workflows ({_WF_COLS}) VALUES ({values})
                 ON CONFLICT (workflow_id) DO NOTHING
-                RETURNING 1
+                RETURNING queue_name, status
             )
-            SELECT (SELECT count(*) FROM ins), {w_cols}
+            SELECT (SELECT count(*) FROM ins), {w_cols},
+                   (SELECT pg_notify({channel}, 'q:' || queue_name) FROM ins
+                    WHERE queue_name IS NOT NULL AND status = 'ENQUEUED')
             FROM (SELECT 1) AS one
             LEFT JOIN {s}.workflows AS w ON w.workflow_id = %(workflow_id)s"""
 
@@ -281,10 +283,17 @@ class Statements:
         self.get_event = f"SELECT value FROM {s}.events WHERE workflow_id = %s AND key = %s"
 
         # -- queues: the claim's statements, run in one transaction in this order ----
-        self.lock_queue = f"SELECT paused FROM {s}.queues WHERE name = %(q)s FOR UPDATE"
-        self.add_queue = (
-            f"INSERT INTO {s}.queues (name) VALUES (%(q)s) ON CONFLICT (name) DO NOTHING"
-        )
+        # The budget lock: a transaction-scoped advisory lock per (schema, queue). Unlike
+        # a row lock it takes no transaction ID and writes no WAL, so a claim that finds
+        # nothing to start commits without a disk flush. (Two queues whose keys collide
+        # only take turns.)
+        self.lock_queue = "SELECT pg_advisory_xact_lock(hashtextextended(%(lock)s, 0))"
+        # Read after the lock is held: a statement's snapshot is taken when it starts, so
+        # one that waited for the lock would otherwise miss a pause committed meanwhile.
+        self.queue_state = f"""
+            SELECT (SELECT paused FROM {s}.queues WHERE name = %(q)s),
+                   (SELECT min(visible_at) FROM {s}.workflows
+                    WHERE queue_name = %(q)s AND status = 'ENQUEUED' AND visible_at > %(now)s)"""
         self.queue_running = f"""
             SELECT CASE WHEN %(part)s THEN queue_partition_key END,
                    count(*) FILTER (WHERE executor_id = %(me)s), count(*)
@@ -307,9 +316,6 @@ class Statements:
             FOR UPDATE SKIP LOCKED"""
         self.queue_candidates_fifo = candidates.format("")
         self.queue_candidates_priority = candidates.format("priority, ")
-        self.queue_next_visible = f"""
-            SELECT min(visible_at) FROM {s}.workflows
-            WHERE queue_name = %(q)s AND status = 'ENQUEUED' AND visible_at > %(now)s"""
         self.dequeue = f"""
             UPDATE {s}.workflows
             SET status = 'PENDING', owner = %(owner)s, executor_id = %(me)s,
