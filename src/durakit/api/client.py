@@ -202,7 +202,6 @@ class Client(Management):
                 expected_name=name,
                 recorded_name=result.record.name,
             )
-        self.hub.notify(f"q:{queue_name}")
         return self.handle_for(wid, output_type)
 
     def close(self) -> None:

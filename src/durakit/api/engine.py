@@ -481,7 +481,8 @@ class Durakit(Recovery):
         record = result.record
         self._check_name(wid, record.name, defn.name)
         if enqueue is not None:
-            if result.created:
+            if result.created and not self.hub.pushed:
+                # (A store that pushes notifications tells this process's runner too.)
                 self.hub.notify(f"q:{enqueue.queue}")
             return self.handle_for(wid, defn.output_type)
         if not result.created or owner is None or record.owner != owner:

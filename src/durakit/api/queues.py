@@ -36,6 +36,9 @@ if TYPE_CHECKING:
     from durakit.api.engine import Durakit
 
 MAX_PRIORITY: Final = 2**31 - 1
+COALESCE_S: Final = 0.002
+"""Real seconds a runner waits after a wake-up before claiming, so that a burst of
+enqueues or completions is served by one claim rather than one claim each."""
 FALLBACK_S: Final = 1.0
 """Real seconds between fallback re-checks (jittered down by up to a fifth): the bound on
 how late a runner notices work it was not told about (SQLite written by another process,
@@ -283,7 +286,8 @@ class QueueRunner:
                         continue
                     until = min(self._timers.values(), default=None)
                 poll = max(0.0, next_fallback - time.monotonic())
-                engine.clock.wait(self._wake, until, poll=poll)
+                if engine.clock.wait(self._wake, until, poll=poll):
+                    time.sleep(COALESCE_S)
 
     @staticmethod
     def _fallback() -> float:
