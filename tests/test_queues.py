@@ -287,6 +287,7 @@ def test_a_deduplication_id_is_unique_among_active_workflows_of_a_queue(
     app = apps.make(lambda a: (a.queue("q", concurrency=1), a.queue("other")))
     blocking, quick = fn(app, "blocking"), fn(app, "quick")
     running = app.run_workflow(blocking, "run", queue="q", deduplication_id="d-run")
+    wait_until(lambda: gate.started == ["run"])  # holds the queue's only slot
     queued = app.run_workflow(quick, "a", queue="q", deduplication_id="d-queued")
     with pytest.raises(dk.QueueDeduplicatedError) as caught:
         app.run_workflow(quick, "b", queue="q", deduplication_id="d-queued")

@@ -12,7 +12,7 @@ from durakit.api.engine import Durakit
 from durakit.api.handle import WorkflowHandle
 from durakit.api.queues import Queue, RateLimit
 from durakit.api.status import StepInfo, WorkflowStatus
-from durakit.api.step import step
+from durakit.api.step import Step, step
 from durakit.api.workflow import Workflow
 from durakit.backends import MemoryStore, SystemStore
 from durakit.core.errors import (
@@ -36,6 +36,7 @@ from durakit.core.errors import (
     WorkflowExecutionError,
     WorkflowUnexpectedTypeError,
 )
+from durakit.core.retry import RetryPolicy
 from durakit.core.status import StatusType
 
 __all__ = [
@@ -59,8 +60,10 @@ __all__ = [
     "Queue",
     "QueueDeduplicatedError",
     "RateLimit",
+    "RetryPolicy",
     "SerializationError",
     "StatusType",
+    "Step",
     "StepExecutionError",
     "StepInfo",
     "StoreUnavailableError",

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import os
+from datetime import timedelta
 
 import attrs
 
@@ -61,6 +62,11 @@ class Config:
             one to finish before their body runs. A parent waiting for a child's result
             keeps its place, so leave room for children: with a bound of 1, a workflow
             that waits for a child never finishes.
+        retention: Keep finished workflows this long: the engine deletes older ones
+            (as ``garbage_collect(older_than=retention)``) at launch and then every
+            tenth of this period (at least every second, at most every hour).
+            ``None`` (the default): finished workflows are kept until deleted by hand.
+            Must be a positive timedelta.
     """
 
     app_name: str
@@ -75,6 +81,7 @@ class Config:
     executor_id: str | None = None
     clock: Clock = attrs.field(factory=SystemClock)
     max_concurrent_workflows: int | None = None
+    retention: timedelta | None = None
 
     def __attrs_post_init__(self) -> None:
         if not self.app_name.strip():
@@ -89,6 +96,14 @@ class Config:
             raise InitializationError(
                 "Config.max_concurrent_workflows must be >= 1 or None, "
                 f"got {self.max_concurrent_workflows}"
+            )
+        # Checked at run time too: a caller without mypy may pass seconds as a number.
+        retention: object = self.retention
+        if retention is not None and (
+            not isinstance(retention, timedelta) or retention <= timedelta(0)
+        ):
+            raise InitializationError(
+                f"Config.retention must be a positive timedelta or None, got {self.retention!r}"
             )
         if not isinstance(self.clock, Clock):
             raise InitializationError("Config.clock must implement durakit.Clock (now, wait)")

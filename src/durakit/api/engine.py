@@ -21,6 +21,7 @@ from durakit.api.handle import EngineHandle, Outcome, WorkflowHandle, seconds
 from durakit.api.queues import Enqueue, Queue, QueueRunner, RateLimit, enqueue_options
 from durakit.api.recovery import Recovery
 from durakit.api.registry import Registry, WorkflowDef
+from durakit.api.retention import RetentionThread
 from durakit.api.serialization import Serializer
 from durakit.api.validation import check_duration, check_identifiers, check_text
 from durakit.api.waiting import WakeHub
@@ -93,6 +94,7 @@ class Durakit(Recovery):
         bound = config.max_concurrent_workflows
         self._slots = threading.BoundedSemaphore(bound) if bound else None
         self._deadlines = DeadlineWatcher(self.clock, self._expire_quietly)
+        self._retention: RetentionThread | None = None
         # Checked once: isinstance() against a runtime-checkable Protocol costs ~20 us.
         self._tracker = self.clock if isinstance(self.clock, TracksWorkflows) else None
         # Executions past their body, recording their outcome: a NOTIFY about them is
@@ -229,6 +231,11 @@ class Durakit(Recovery):
         if self.queues:
             self._queue_runner = QueueRunner(self, self.queues)
             self._queue_runner.start()
+        if self.config.retention is not None:
+            self._retention = RetentionThread(
+                self._store, self.clock, self.config.retention, self.log
+            )
+            self._retention.start()
 
     def shutdown(self, timeout: float = 5.0) -> None:
         """Stop: running workflows are interrupted at their next durable operation and
@@ -249,6 +256,9 @@ class Durakit(Recovery):
         for ctx, _ in running:
             ctx.request_interrupt(WorkflowInterrupted(ctx.workflow_id, "engine shut down"))
         self._deadlines.stop()
+        if self._retention is not None:
+            self._retention.stop()
+            self._retention = None
         for thread in threads:
             thread.join(max(0.0, deadline - time.monotonic()))
         if self.config.store is None and self._store is not None:

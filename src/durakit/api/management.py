@@ -9,6 +9,7 @@ import uuid
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
+from durakit.api import retention
 from durakit.api.clock import Clock, now_ms
 from durakit.api.handle import EngineHandle, WorkflowHandle, seconds
 from durakit.api.registry import Registry
@@ -30,7 +31,8 @@ from durakit.core.errors import (
     WorkflowUnexpectedTypeError,
 )
 from durakit.core.records import NewWorkflow, StepRecord, WorkflowQuery, WorkflowRecord, WriteResult
-from durakit.core.status import StatusType, WorkflowEvent, sources, target, transition
+from durakit.core.status import StatusType, WorkflowEvent, transition
+from durakit.core.transitions import plan
 
 if TYPE_CHECKING:
     from durakit.api.registry import WorkflowDef
@@ -65,12 +67,7 @@ class Management:
         """Apply a stopping event (CANCEL, TIMEOUT) as a status compare-and-swap, and wake
         whoever waits on the workflow. Returns the updated row, or None if it was not
         in a status the event stops."""
-        updated = self.store.transition_workflow(
-            workflow_id,
-            from_statuses=sources(event),
-            to_status=target(event),
-            now_ms=now_ms(self.clock),
-        )
+        updated = self.store.transition_workflow(workflow_id, plan(event, now_ms(self.clock)))
         self.hub.notify(f"wf:{workflow_id}")
         return updated
 
@@ -318,6 +315,18 @@ class Management:
                     )
                 self.clock.wait(event, until, poll=backoff.next())
 
+    def garbage_collect(self, older_than: timedelta | datetime, keep: int | None = None) -> int:
+        """Delete finished workflows (SUCCESS, ERROR, CANCELLED,
+        MAX_RECOVERY_ATTEMPTS_EXCEEDED) last updated before the cutoff, with their
+        steps, messages and events, in bounded batches; return how many were deleted.
+
+        ``older_than`` is an age (a timedelta, on the engine's clock) or a cutoff (an
+        aware datetime). ``keep=N`` spares the N most recently finished workflows
+        whatever their age. PENDING and ENQUEUED workflows are never deleted, nor a
+        child whose parent is still PENDING or ENQUEUED.
+        """
+        return retention.garbage_collect(self.store, self.clock, older_than, keep)
+
 
 def _type_name(type_: Any) -> str:
     plain = isinstance(type_, type) and not isinstance(type_, types.GenericAlias)
@@ -343,12 +352,9 @@ class Control(Management):
         owner = uuid.uuid4().hex
         claimed = self.store.transition_workflow(
             workflow_id,
-            from_statuses=sources(WorkflowEvent.RESUME),
-            to_status=target(WorkflowEvent.RESUME),
-            now_ms=now_ms(self.clock),
-            new_owner=owner,
-            executor_id=self.executor_id,
-            reset_attempts=True,
+            plan(
+                WorkflowEvent.RESUME, now_ms(self.clock), owner=owner, executor_id=self.executor_id
+            ),
         )
         if claimed is None:  # someone else resumed or finished it first
             return self.handle_for(workflow_id, output_type)
