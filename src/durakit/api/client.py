@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import uuid
 from datetime import timedelta
 from types import TracebackType
@@ -11,7 +10,7 @@ from typing import Any, TypeVar, overload
 from durakit.api.clock import Clock, SystemClock, now_ms
 from durakit.api.handle import EngineHandle, WorkflowHandle, seconds
 from durakit.api.management import Management
-from durakit.api.queues import MAX_PRIORITY
+from durakit.api.queues import check_priority, delay_ms
 from durakit.api.registry import Registry
 from durakit.api.serialization import UNKNOWN, Serializer
 from durakit.api.validation import check_identifiers, check_text
@@ -166,13 +165,8 @@ class Client(Management):
             check_identifiers(workflow=workflow)
             name, input_type = workflow, UNKNOWN
             output_type = UNKNOWN if result_type is None else result_type
-        if priority is not None:
-            value: object = priority
-            if not isinstance(value, int) or isinstance(value, bool):
-                raise TypeError(f"priority must be an int, got {type(value).__qualname__}")
-            if not 0 <= priority <= MAX_PRIORITY:
-                raise ValueError(f"priority must be in 0..{MAX_PRIORITY}, got {priority}")
-        delay_s = seconds(delay, "delay") or 0.0
+        checked_priority = check_priority(priority)
+        delay_after = delay_ms(delay)
         timeout_s = seconds(timeout)
         text = self.serializer.dumps(input, input_type, what=f"input of workflow {name!r}")
         now = now_ms(self.clock)
@@ -189,10 +183,10 @@ class Client(Management):
                 created_at=now,
                 queue_name=queue_name,
                 deduplication_id=deduplication_id,
-                priority=priority or 0,
+                priority=checked_priority,
                 timeout_ms=None if timeout_s is None else int(timeout_s * 1000),
                 queue_partition_key=queue_partition_key,
-                visible_at=now + math.ceil(delay_s * 1000) if delay_s else None,
+                visible_at=now + delay_after if delay_after else None,
             )
         )
         if result.record.name != name:

@@ -146,6 +146,24 @@ class Enqueue:
     delay_ms: int = 0
 
 
+def check_priority(priority: int | None) -> int:
+    """The priority of an enqueue (0 when not given); TypeError or ValueError otherwise."""
+    if priority is None:
+        return 0
+    value: object = priority
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TypeError(f"priority must be an int, got {type(value).__qualname__}")
+    if not 0 <= priority <= MAX_PRIORITY:
+        raise ValueError(f"priority must be in 0..{MAX_PRIORITY}, got {priority}")
+    return priority
+
+
+def delay_ms(delay: float | timedelta | None) -> int:
+    """A delay (seconds or a timedelta; None: none) in whole milliseconds, rounded up."""
+    delay_s = seconds(delay, "delay")
+    return 0 if delay_s is None else math.ceil(delay_s * 1000)
+
+
 def enqueue_options(
     queues: dict[str, Queue],
     queue: str | None,
@@ -163,7 +181,7 @@ def enqueue_options(
     check_identifiers(
         queue=queue, deduplication_id=deduplication_id, queue_partition_key=queue_partition_key
     )
-    delay_s = seconds(delay, "delay")
+    delay_after = delay_ms(delay)
     if queue is None:
         given = {
             "deduplication_id": deduplication_id,
@@ -182,16 +200,11 @@ def enqueue_options(
             f"app.queue({queue!r}) before launch)",
             queue_name=queue,
         )
-    if priority is not None:
-        value: object = priority
-        if not isinstance(value, int) or isinstance(value, bool):
-            raise TypeError(f"priority must be an int, got {type(value).__qualname__}")
-        if not q.priority_enabled:
-            raise ValueError(
-                f"priority given, but queue {queue!r} was registered without priority_enabled=True"
-            )
-        if not 0 <= priority <= MAX_PRIORITY:
-            raise ValueError(f"priority must be in 0..{MAX_PRIORITY}, got {priority}")
+    checked = check_priority(priority)
+    if priority is not None and not q.priority_enabled:
+        raise ValueError(
+            f"priority given, but queue {queue!r} was registered without priority_enabled=True"
+        )
     if q.partition_queue and queue_partition_key is None:
         raise ValueError(f"queue {queue!r} is partitioned: give queue_partition_key=")
     if not q.partition_queue and queue_partition_key is not None:
@@ -202,9 +215,9 @@ def enqueue_options(
     return Enqueue(
         queue=queue,
         deduplication_id=deduplication_id,
-        priority=0 if priority is None else priority,
+        priority=checked,
         partition_key=queue_partition_key,
-        delay_ms=0 if delay_s is None else math.ceil(delay_s * 1000),
+        delay_ms=delay_after,
     )
 
 
