@@ -3,9 +3,10 @@
 Registers the queue ``shared`` (``--concurrency`` on all processes, ``--worker-concurrency``
 per process) and the workflow ``job``: a step that appends ``start <id> <executor> <ns>``
 to the side-effect file, a step that holds its slot for ``--hold`` seconds, and a step
-that appends ``end <id> <executor> <ns>``. After ``launch()`` it prints ``launched``;
-with ``--enqueue N`` it then enqueues ``job-000`` .. ``job-<N-1>``. It exits 0 once
-``--total`` jobs have succeeded (printing ``done``).
+that appends ``end <id> <executor> <ns>``; ``--rate-limit L`` (with ``--rate-period``)
+adds a rate limit. After ``launch()`` it prints ``launched``; with ``--enqueue N`` it then
+enqueues ``job-000`` .. ``job-<N-1>``. It exits 0 once ``--total`` jobs have succeeded
+(printing ``done``).
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--hold", type=float, default=0.1)
     parser.add_argument("--enqueue", type=int, default=0)
     parser.add_argument("--total", type=int, required=True)
+    parser.add_argument("--rate-limit", type=int, default=0, help="starts per --rate-period")
+    parser.add_argument("--rate-period", type=float, default=1.0)
     args = parser.parse_args(argv)
 
     app = worker_app(
@@ -45,7 +48,12 @@ def main(argv: list[str] | None = None) -> int:
         version=APP_VERSION,
         executor_id=args.executor,
     )
-    app.queue("shared", concurrency=args.concurrency, worker_concurrency=args.worker_concurrency)
+    app.queue(
+        "shared",
+        concurrency=args.concurrency,
+        worker_concurrency=args.worker_concurrency,
+        rate_limit=dk.RateLimit(args.rate_limit, args.rate_period) if args.rate_limit else None,
+    )
     effects: Path = args.effects
     me: str = args.executor
     hold: float = args.hold

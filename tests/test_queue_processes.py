@@ -176,3 +176,28 @@ def test_a_killed_worker_holding_dequeued_work_is_recovered_through_the_queue(
         rows = client.list_workflows(name="job")
         assert {r.status for r in rows} == {dk.StatusType.SUCCESS}
         assert sorted(r.attempts for r in rows) == [1, 1, 1, 2, 2, 2]
+
+
+def test_the_rate_limit_holds_across_processes(workers: Workers, backend: Backend) -> None:
+    total, limit, period = 12, 4, 1.0
+    options: dict[str, object] = {
+        "concurrency": 10,
+        "worker_concurrency": 5,
+        "hold": 0.01,
+        "rate_limit": limit,
+        "rate_period": period,
+    }
+    other = workers.start("r0", total=total, **options)
+    enqueuer = workers.start("r1", total=total, enqueue=total, **options)
+    workers.finish(other)
+    workers.finish(enqueuer)
+    with dk.Client(database_url=backend.url, database_schema=backend.schema) as client:
+        rows = client.list_workflows(name="job")
+    # The dequeue times the stores recorded (on the engines' clocks): no window of one
+    # period holds more than ``limit`` starts.
+    starts = sorted(r.started_at.timestamp() for r in rows if r.started_at is not None)
+    assert len(starts) == total
+    for i, first in enumerate(starts):
+        in_window = [t for t in starts[i:] if t < first + period]
+        assert len(in_window) <= limit, starts
+    assert starts[-1] - starts[0] >= (total // limit - 1) * period * 0.99
