@@ -581,6 +581,27 @@ def test_record_step_is_fenced(store: SystemStore) -> None:
         assert store.load_steps(wf) == []
 
 
+def test_record_step_while_cancelled_is_fenced_on_the_owner(store: SystemStore) -> None:
+    """``while_cancelled``: a CANCELLED row that still carries the writer's token takes
+    the step; every other refusal stays what it was."""
+    store.insert_workflow(new_wf())
+    store.insert_workflow(new_wf("queued", status=ENQUEUED))
+    kept = {"while_cancelled": True}
+    assert store.record_step(fence(), step(0), **kept) is WriteResult.OK  # PENDING: as usual
+    assert store.record_step(fence(owner="zombie"), step(1), **kept) is WriteResult.NOT_OWNER
+    assert store.record_step(fence("queued"), step(0), **kept) is WriteResult.NOT_PENDING
+    assert store.record_step(fence("nope"), step(0), **kept) is WriteResult.NOT_PENDING
+    apply(store, "wf", E.CANCEL, 2)
+    assert store.record_step(fence(), step(1), **kept) is WriteResult.RECORDED_WHILE_CANCELLED
+    assert store.record_step(fence(), step(1, "again"), **kept) is WriteResult.DUPLICATE
+    assert store.record_step(fence(owner="zombie"), step(2), **kept) is WriteResult.CANCELLED
+    assert store.record_step(fence(), step(2)) is WriteResult.CANCELLED  # without the flag
+    assert store.load_steps("wf") == [step(0), step(1)]
+    assert get(store).status is CANCELLED  # the write changed no status
+    for wf in ("queued", "nope"):
+        assert store.load_steps(wf) == []
+
+
 def test_record_step_after_finish_is_refused(store: SystemStore) -> None:
     store.insert_workflow(new_wf())
     finish(store, fence(), SUCCESS, "x", None, 2)

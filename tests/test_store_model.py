@@ -256,6 +256,7 @@ class StoreModelMachine(RuleBasedStateMachine):
         outcome=payloads,
         failed=st.booleans(),
         child=st.sampled_from([None, "w2"]),
+        while_cancelled=st.booleans(),
     )
     def record_step(
         self,
@@ -266,6 +267,7 @@ class StoreModelMachine(RuleBasedStateMachine):
         outcome: str,
         failed: bool,
         child: str | None,
+        while_cancelled: bool,
     ) -> None:
         now = self.tick()
         chosen = self.step_id(wid, step_id)
@@ -279,7 +281,7 @@ class StoreModelMachine(RuleBasedStateMachine):
             completed_at=now,
         )
         fence = self.fence(wid, as_owner)
-        self.both(lambda s: s.record_step(fence, step))
+        self.both(lambda s: s.record_step(fence, step, while_cancelled=while_cancelled))
 
     @rule(
         wid=any_wids,

@@ -12,8 +12,13 @@ from datetime import timedelta
 import attrs
 
 from durakit.api.clock import Clock, SystemClock
+from durakit.backends.dsn import mask_secrets
 from durakit.backends.protocol import SystemStore
 from durakit.core.errors import InitializationError
+
+
+def _masked_repr(url: str | None) -> str:
+    return repr(url if url is None else mask_secrets(url))
 
 
 @attrs.frozen(kw_only=True)
@@ -37,11 +42,13 @@ class Config:
             ``"durakit"``); a plain identifier.
         logger: Where the engine logs what it cannot raise to a caller: a workflow it
             cannot recover because its name is not registered (warning), a workflow
-            dead-lettered (error), a workflow paused because the store is unreachable
-            (warning), a workflow stopped without an outcome (the exception). ``None``
-            (the default): the ``"durakit"`` logger. The stores log their
-            connection trouble on their own loggers under ``"durakit.backends"``,
-            whatever this field says.
+            dead-lettered (error), a workflow stopped without an outcome (the
+            exception). ``None`` (the default): the ``"durakit"`` logger. Outages are
+            logged by the store, on ``"durakit.backends.health"`` whatever this field
+            says: one warning when the database becomes unreachable (with the reason)
+            and one when it is back (with the downtime), however many calls retried
+            and workflows paused meanwhile (those are DEBUG records). A store without
+            such a tracker (``MemoryStore``, your own) has its outages logged here.
         admin_server: Reserved for the admin HTTP endpoint, which durakit does not
             have yet: this field and ``admin_host`` / ``admin_port`` have no effect.
         admin_host: See ``admin_server``.
@@ -70,7 +77,8 @@ class Config:
     """
 
     app_name: str
-    database_url: str | None = None
+    # The URL's password stays out of repr()/str(), so a logged Config does not leak it.
+    database_url: str | None = attrs.field(default=None, repr=_masked_repr)
     store: SystemStore | None = None
     database_schema: str = "durakit"
     logger: logging.Logger | None = None

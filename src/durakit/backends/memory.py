@@ -78,6 +78,7 @@ class MemoryStore:
         """Nothing to migrate in memory."""
 
     def close(self) -> None:
+        """Nothing to release: the data stays, and an engine launched again uses it."""
         self._closed = True
 
     # -- workflows -------------------------------------------------------------
@@ -112,11 +113,13 @@ class MemoryStore:
             found = [r for r in self._workflows.values() if matches(r, query)]
         return page(found, query)
 
-    def _fence_check(self, fence: Fence) -> WriteResult:
+    def _fence_check(self, fence: Fence, *, while_cancelled: bool = False) -> WriteResult:
         rec = self._workflows.get(fence.workflow_id)
         if rec is None:
             return rows.fence_verdict(None, None, fence.owner)
-        return rows.fence_verdict(rec.status, rec.owner, fence.owner)
+        return rows.fence_verdict(
+            rec.status, rec.owner, fence.owner, while_cancelled=while_cancelled
+        )
 
     def finish_workflow(self, fence: Fence, update: WorkflowUpdate) -> WriteResult:
         transitions.check_finish(fence, update)
@@ -165,12 +168,15 @@ class MemoryStore:
         steps[step.step_id] = step
         return WriteResult.OK
 
-    def record_step(self, fence: Fence, step: StepRecord) -> WriteResult:
+    def record_step(
+        self, fence: Fence, step: StepRecord, *, while_cancelled: bool = False
+    ) -> WriteResult:
         with self._lock:
-            verdict = self._fence_check(fence)
-            if verdict is not WriteResult.OK:
+            verdict = self._fence_check(fence, while_cancelled=while_cancelled)
+            if not verdict.written:
                 return verdict
-            return self._insert_step(fence.workflow_id, step)
+            inserted = self._insert_step(fence.workflow_id, step)
+            return verdict if inserted is WriteResult.OK else inserted
 
     def copy_steps(self, source_id: str, target_id: str, below_step: int) -> int:
         with self._lock:
