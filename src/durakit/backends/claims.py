@@ -1,4 +1,4 @@
-"""What the SQL stores share to claim queued work: rows in, the core's inputs out.
+"""What the stores share to claim queued work: rows in, the core's inputs out.
 
 The stores read, under the queue's lock, the running counts and the recent starts per
 partition, and the candidates in queue order; these helpers turn those rows into the

@@ -13,8 +13,9 @@ from collections.abc import Sequence
 
 import attrs
 
+from durakit.backends.claims import decide
 from durakit.core import retention, rows, transitions
-from durakit.core.admission import Candidate, Load, QueuePolicy, admit, retry_at
+from durakit.core.admission import Candidate, Load, QueuePolicy
 from durakit.core.errors import QueueDeduplicatedError
 from durakit.core.records import (
     Claim,
@@ -261,6 +262,8 @@ class MemoryStore:
         now_ms: int,
     ) -> Claim:
         with self._lock:
+            if policy.name in self._paused:
+                return Claim()
             loads = self._loads(policy, executor_id, now_ms)
             visible: list[Candidate] = []
             later: list[int] = []
@@ -283,8 +286,7 @@ class MemoryStore:
                         visible_at=rec.visible_at,
                     )
                 )
-            paused = policy.name in self._paused
-            admitted = admit(policy, loads, visible, now_ms, paused=paused)
+            admitted, wake = decide(policy, loads, visible, now_ms, min(later) if later else None)
             update = plan(WorkflowEvent.DEQUEUE, now_ms, owner=owner, executor_id=executor_id)
             claimed = []
             for candidate in admitted:
@@ -293,11 +295,6 @@ class MemoryStore:
                 rec = attrs.evolve(rec, application_version=application_version)
                 self._workflows[candidate.workflow_id] = rec
                 claimed.append(rec)
-            if paused:
-                return Claim()
-            taken = {c.workflow_id for c in admitted}
-            waiting = [c for c in visible if c.workflow_id not in taken]
-            wake = retry_at(policy, loads, waiting, min(later) if later else None)
             return Claim(claimed=tuple(claimed), retry_at=wake)
 
     def _loads(self, policy: QueuePolicy, executor_id: str, now_ms: int) -> dict[str | None, Load]:
