@@ -542,8 +542,9 @@ class Durakit(Recovery):
         record = result.record
         self._check_name(wid, record.name, defn.name)
         if enqueue is not None:
-            if result.created and not self.hub.pushed:
-                # (A store that pushes notifications tells this process's runner too.)
+            if result.created:
+                # At once, in this process; other processes hear the store's NOTIFY (the
+                # echo of which the runner's coalescing folds into the same claim).
                 self.hub.notify(f"q:{enqueue.queue}")
             return self.handle_for(wid, defn.output_type)
         if not result.created or owner is None or record.owner != owner:
