@@ -78,6 +78,9 @@ class Recovery(Runner):
             executor_ids=tuple(e for e in executor_ids or [self.executor_id] if storable(e)),
             workflow_ids=possible_ids(workflow_ids) if workflow_ids is not None else None,
             app_version=self.application_version,
+            # Another application on the same database (its own app_name) is not ours to
+            # run, even under the same executor ID, version and workflow names.
+            application_id=self.config.app_name,
             load_output=False,
         )
         recovered: list[str] = []

@@ -39,6 +39,7 @@ def matches(rec: WorkflowRecord, q: WorkflowQuery) -> bool:
         q.name is None or rec.name == q.name,
         q.user is None or rec.authenticated_user == q.user,
         q.app_version is None or rec.application_version == q.app_version,
+        q.application_id is None or rec.application_id == q.application_id,
         q.executor_ids is None or rec.executor_id in q.executor_ids,
         q.workflow_id_prefix is None or rec.workflow_id.startswith(q.workflow_id_prefix),
         q.queue_name is None or rec.queue_name == q.queue_name,

@@ -390,6 +390,8 @@ class Statements:
             add("authenticated_user = %(user)s", user=q.user)
         if q.app_version is not None:
             add("application_version = %(app_version)s", app_version=q.app_version)
+        if q.application_id is not None:
+            add("application_id = %(application_id)s", application_id=q.application_id)
         if q.executor_ids is not None:
             add("executor_id = ANY(%(executors)s::text[])", executors=list(q.executor_ids))
         if q.workflow_id_prefix is not None:

@@ -300,6 +300,8 @@ class SQLiteStore:
             equals("authenticated_user", q.user)
         if q.app_version is not None:
             equals("application_version", q.app_version)
+        if q.application_id is not None:
+            equals("application_id", q.application_id)
         if q.executor_ids is not None:
             one_of("executor_id", q.executor_ids)
         if q.workflow_id_prefix is not None:

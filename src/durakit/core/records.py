@@ -134,6 +134,7 @@ class WorkflowQuery:
     name: str | None = None
     user: str | None = None
     app_version: str | None = None
+    application_id: str | None = None  # the app_name that started the workflow
     executor_ids: tuple[str, ...] | None = None
     workflow_id_prefix: str | None = None
     queue_name: str | None = None
