@@ -97,6 +97,15 @@ class Observer:
             extra=_fields(record.workflow_id, record.name),
         )
 
+    def enqueued(self, record: WorkflowRecord) -> None:
+        self.log.info(
+            "workflow %s (%s) enqueued on queue %r",
+            record.workflow_id,
+            record.name,
+            record.queue_name,
+            extra=_fields(record.workflow_id, record.name, queue_name=record.queue_name),
+        )
+
     @contextmanager
     def execution(self, record: WorkflowRecord) -> Iterator[None]:
         """Around one execution of a workflow body (after it got its slot)."""

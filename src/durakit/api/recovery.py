@@ -89,7 +89,8 @@ class Recovery(Runner):
         counts = Counter(
             r.application_version
             for r in self.store.list_workflows(query)
-            if r.application_version != self.application_version
+            # "" is work a client enqueued without a version: any executor may run it.
+            if r.application_version not in (self.application_version, "")
         )
         for version, count in sorted(counts.items()):
             self.log.warning(
@@ -154,6 +155,17 @@ class Recovery(Runner):
                 self.hub.notify(f"wf:{wid}")
                 continue
             self.observer.recovered(claimed)
+            if claimed.queue_name is not None:
+                # Queued work goes back on its queue rather than running at once here,
+                # so that the queue's limits (this executor's included) still hold; its
+                # attempt is counted above, and the dequeue replays its checkpoints.
+                requeued = self.store.transition_workflow(
+                    wid, plan(WorkflowEvent.REQUEUE, now_ms(self.clock))
+                )
+                if requeued is not None:
+                    self.hub.notify(f"q:{claimed.queue_name}")
+                    recovered.append(wid)
+                continue
             self._spawn(defn, claimed, owner, self.store.load_steps(wid))
             recovered.append(wid)
         return recovered

@@ -121,11 +121,18 @@ class WakeHub:
     def listening(self, *keys: str) -> Iterator[threading.Event]:
         """Register a fresh event under ``keys`` for the duration of the block."""
         event = threading.Event()
+        with self.watching(event, *keys):
+            yield event
+
+    @contextmanager
+    def watching(self, event: threading.Event, *keys: str) -> Iterator[None]:
+        """Register ``event`` (its ``set`` is called on a notification) under ``keys``
+        for the duration of the block."""
         with self._lock:
             for key in keys:
                 self._waiters.setdefault(key, set()).add(event)
         try:
-            yield event
+            yield
         finally:
             with self._lock:
                 for key in keys:
