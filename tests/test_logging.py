@@ -262,3 +262,24 @@ def test_config_logger_receives_the_records(
     records = about(caplog, "x1", 2)
     assert {r.name for r in records} == {"shop.workflows"}
     assert len(records) == 2
+
+
+def test_an_enqueued_workflow_logs_its_enqueue_then_its_finish(
+    store: dk.SystemStore, logs: pytest.LogCaptureFixture
+) -> None:
+    app = new_app(store)
+    app.queue("payments")
+
+    @app.workflow(name="pay")
+    def pay(ctx: dk.Context) -> int:
+        return ctx.run_step(lambda: 5, name="amount")
+
+    with app:
+        assert app.run_workflow(pay, workflow_id="q1", queue="payments").get_result() == 5
+    records = about(logs, "q1", 3)
+    assert [(r.levelno, r.getMessage()) for r in records] == [
+        (logging.INFO, "workflow q1 (pay) enqueued on queue 'payments'"),
+        (logging.DEBUG, "step 0 (amount) of workflow q1 succeeded after 1 attempt(s)"),
+        (logging.INFO, "workflow q1 (pay) finished: SUCCESS"),
+    ]
+    assert extra(records[0], "queue_name") == "payments"
