@@ -37,6 +37,8 @@ from durakit.core.status import StatusType
 if TYPE_CHECKING:
     from logging import Logger
 
+    from durakit.admin.server import AdminServer
+
 
 R = TypeVar("R")
 P = TypeVar("P")
@@ -96,6 +98,7 @@ class Durakit(Recovery):
         # Executions past their body, recording their outcome: a NOTIFY about them is
         # (most likely) that outcome's own, and needs no cancellation check.
         self._finishing: set[WorkflowContext] = set()
+        self._admin: AdminServer | None = None
 
     # -- registration --------------------------------------------------------------
     def workflow(
@@ -154,10 +157,25 @@ class Durakit(Recovery):
             raise InitializationError("the engine has no store yet: call launch() first")
         return self._store
 
+    @property
+    def admin_url(self) -> str | None:
+        """The admin server's base URL (``http://127.0.0.1:3001``) while it runs, else None.
+
+        With ``Config(admin_port=0)`` this is where to read the port it picked."""
+        return None if self._admin is None else self._admin.url
+
     def launch(self) -> None:
-        """Open and migrate the store, then recover this executor's pending workflows."""
+        """Open and migrate the store, recover this executor's pending workflows, and
+        start the admin server if ``Config.admin_server`` is set."""
         if self._launched:
             return
+        token = self.config.resolved_admin_token()
+        if self.config.admin_server:
+            # Imported here: an application without the admin server never loads the
+            # web stack. Checked before anything opens, so a refused config leaves nothing.
+            from durakit.admin.server import AdminServer, check_exposure  # noqa: PLC0415
+
+            check_exposure(self.config.admin_host, token)
         if self._store is None:
             from durakit.backends.urls import open_store  # noqa: PLC0415 - drivers load on demand
 
@@ -174,6 +192,20 @@ class Durakit(Recovery):
             self.hub.pushed = True
         self._launched = True
         self.recover_pending_workflows()
+        if self.config.admin_server:
+            try:
+                self._admin = AdminServer(
+                    self,
+                    host=self.config.admin_host,
+                    port=self.config.admin_port,
+                    token=token,
+                    log=self.log,
+                )
+                self._admin.start()
+            except BaseException:
+                self._admin = None
+                self.shutdown()
+                raise
 
     def shutdown(self, timeout: float = 5.0) -> None:
         """Stop: running workflows are interrupted at their next durable operation and
@@ -181,6 +213,9 @@ class Durakit(Recovery):
         check_duration("timeout", timeout)
         if not self._launched:
             return
+        if self._admin is not None:
+            self._admin.stop(timeout)
+            self._admin = None
         self._stopping = True
         with self._lock:
             running = list(self._active.values())

@@ -18,7 +18,7 @@ from psycopg import sql
 
 from durakit.core.errors import InitializationError
 
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final = 2
 """The schema version this durakit writes and understands."""
 
 DEDUP_INDEX: Final = "workflows_dedup_idx"
@@ -109,6 +109,18 @@ _MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
             updated_at bigint NOT NULL,
             PRIMARY KEY (workflow_id, key)
         )
+        """,
+    ),
+    (
+        # The admin API's and dashboard's lists: filtered by status or by name, ordered
+        # by creation time (then ID, as list_workflows orders), one page at a time.
+        """
+        CREATE INDEX workflows_status_created_idx
+            ON {s}.workflows (status, created_at, workflow_id COLLATE "C")
+        """,
+        """
+        CREATE INDEX workflows_name_created_idx
+            ON {s}.workflows (name, created_at, workflow_id COLLATE "C")
         """,
     ),
 )
