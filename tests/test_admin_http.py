@@ -50,7 +50,7 @@ def _ids(page: dict[str, Any]) -> list[str]:
 
 
 def test_healthz(http: TestClient) -> None:
-    assert http.get("/healthz").json() == {"status": "healthy"}
+    assert http.get("/healthz").json() == {"status": "healthy", "token_required": False}
 
 
 def test_list_pages_through_every_workflow(admin: AdminApp, http: TestClient) -> None:
@@ -297,7 +297,7 @@ def test_launch_serves_the_admin_api_and_shutdown_stops_it(store_factory: StoreF
         assert url is not None
         assert url.startswith("http://127.0.0.1:")
         made.greetings(2)
-        assert _call(url + "/healthz") == (200, {"status": "healthy"})
+        assert _call(url + "/healthz") == (200, {"status": "healthy", "token_required": True})
         assert _call(url + "/workflows", {"limit": 1})[0] == 401
         status, page = _call(url + "/workflows", {"limit": 1}, token="tok")
         assert (status, _ids(page), page["next_offset"]) == (200, ["g000"], 1)
@@ -424,3 +424,17 @@ def test_fuzz_fork_of_a_real_workflow(seeded: TestClient, body: Any) -> None:
 )
 def test_fuzz_raw_bodies(seeded: TestClient, raw: bytes, path: str) -> None:
     _well_formed(seeded.post(path, content=raw))
+
+
+def test_the_dashboard_is_served_from_the_package_and_fetches_nothing_outside(
+    http: TestClient,
+) -> None:
+    page = http.get("/")
+    assert page.status_code == 200
+    assert page.headers["content-type"].startswith("text/html")
+    for path in ("/", "/static/app.js", "/static/app.css"):
+        text = http.get(path).text
+        assert "http://" not in text
+        assert "https://" not in text
+    assert "javascript" in http.get("/static/app.js").headers["content-type"]
+    assert http.get("/static/missing.js").status_code == 404

@@ -124,7 +124,8 @@ def build_app(target: Management, *, token: str | None) -> Starlette:
         )
 
     async def healthz(request: Request) -> Response:
-        return JSONResponse({"status": "healthy"})
+        # token_required lets the dashboard ask for the token before its first call.
+        return JSONResponse({"status": "healthy", "token_required": expected is not None})
 
     async def recovery(request: Request) -> Response:
         if not authorized(request):
