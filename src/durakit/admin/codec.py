@@ -74,19 +74,25 @@ def _time(value: datetime | None) -> str | None:
     return None if value is None else value.isoformat()
 
 
+_WORKFLOW_FIELDS: Final = tuple(f.name for f in attrs.fields(WorkflowStatus))
+
+
 def workflow_json(status: WorkflowStatus, serializer: Serializer) -> dict[str, Any]:
     """One workflow, with ``WorkflowStatus``'s field names."""
     out: dict[str, Any] = {}
-    for field in attrs.fields(WorkflowStatus):
-        value = getattr(status, field.name)
-        if isinstance(value, StatusType):
-            out[field.name] = value.value
+    for name in _WORKFLOW_FIELDS:
+        value = getattr(status, name)
+        kind = type(value)
+        if value is None or kind is str or kind is int:  # most fields: as they are
+            out[name] = value
+        elif isinstance(value, StatusType):
+            out[name] = value.value
         elif isinstance(value, timedelta):
-            out[field.name] = value.total_seconds()
+            out[name] = value.total_seconds()
         elif isinstance(value, datetime):
-            out[field.name] = _time(value)
+            out[name] = value.isoformat()
         else:
-            out[field.name] = plain_json(value, serializer)
+            out[name] = plain_json(value, serializer)
     return out
 
 
