@@ -26,7 +26,8 @@ from common import base_args, emit, is_sqlite, reset_database, sqlite_path
 
 from durakit.backends.urls import open_store
 from durakit.core.records import Fence, NewWorkflow, StepRecord
-from durakit.core.status import StatusType
+from durakit.core.status import StatusType, WorkflowEvent
+from durakit.core.transitions import plan_finish
 
 N = 400
 WARMUP = 20
@@ -104,7 +105,14 @@ def main() -> None:
         timed(
             "finish_workflow",
             lambda f=fence: store.finish_workflow(  # type: ignore[misc]
-                f, StatusType.SUCCESS, '{"v":1,"d":7}', None, int(time.time() * 1000)
+                f,
+                plan_finish(
+                    WorkflowEvent.COMPLETE,
+                    owner=f.owner,
+                    output='{"v":1,"d":7}',
+                    error=None,
+                    now_ms=int(time.time() * 1000),
+                ),
             ),
             keep,
         )

@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from durakit.core.records import WorkflowRecord
+from durakit.core.records import Fence, WorkflowRecord
 from durakit.core.status import FINISHED, StatusType, WorkflowEvent, sources, target
-from durakit.core.transitions import Attempts, applied, matches, plan, plan_finish
+from durakit.core.transitions import Attempts, applied, check_finish, matches, plan, plan_finish
 
 E = WorkflowEvent
 CLAIMING = (E.DEQUEUE, E.RECOVER, E.RESUME)
@@ -213,3 +213,12 @@ def test_attempts_count_recoveries_and_restart_at_a_resume(
     update = update_for(event, 10)
     assert matches(record, update)
     assert applied(record, update).attempts == attempts
+
+
+def test_check_finish_accepts_only_an_outcome_fenced_on_that_fence() -> None:
+    fence = Fence(workflow_id="wf", owner="o")
+    check_finish(fence, plan_finish(E.COMPLETE, owner="o", output="1", error=None, now_ms=1))
+    with pytest.raises(ValueError, match="does not record an outcome"):
+        check_finish(fence, plan(E.CANCEL, 1))
+    with pytest.raises(ValueError, match="another owner"):
+        check_finish(fence, plan_finish(E.FAIL, owner="x", output=None, error="e", now_ms=1))

@@ -31,9 +31,9 @@ from durakit.backends.postgres_schema import SCHEMA_VERSION
 from durakit.backends.urls import mask_password, open_store
 from durakit.core.errors import InitializationError, StoreUnavailableError
 from durakit.core.records import StepRecord, WorkflowQuery, WriteResult
-from durakit.core.status import StatusType
+from durakit.core.status import StatusType, WorkflowEvent
 from tests.pg import fresh_schema, postgres_url, require_postgres
-from tests.records_support import fence, new_wf, run_threads, step
+from tests.records_support import apply, fence, finish, new_wf, run_threads, step
 from tests.tcp_proxy import TcpProxy
 
 PENDING = StatusType.PENDING
@@ -220,14 +220,9 @@ def test_no_write_of_the_old_owner_lands_after_a_takeover(make_store: MakeStore,
             t.start()
         time.sleep(rng.uniform(0.001, 0.02))  # let the writers get going
         if how == "takeover":
-            moved = store.transition_workflow(
-                wf, from_statuses=frozenset({PENDING}), to_status=PENDING, now_ms=2_000,
-                new_owner="owner-2",
-            )  # fmt: skip
+            moved = apply(store, wf, WorkflowEvent.RECOVER, 2_000, owner="owner-2")
         else:
-            moved = store.transition_workflow(
-                wf, from_statuses=frozenset({PENDING}), to_status=CANCELLED, now_ms=2_000
-            )
+            moved = apply(store, wf, WorkflowEvent.CANCEL, 2_000)
         taken.set()
         assert moved is not None
         at_takeover = store.load_steps(wf)
@@ -251,10 +246,7 @@ def test_writes_notify_subscribers_of_the_schema(make_store: MakeStore) -> None:
 
     writer.insert_workflow(new_wf("wf"))
     writer.insert_workflow(new_wf("dest"))
-    moved = writer.transition_workflow(
-        "wf", from_statuses=frozenset({PENDING}), to_status=PENDING, now_ms=2,
-        new_owner="owner-2",
-    )  # fmt: skip
+    moved = apply(writer, "wf", WorkflowEvent.RECOVER, 2, owner="owner-2")
     assert moved is not None
     assert writer.send_message("dest", "t", "m", 3) is WriteResult.OK
     sent = writer.send_message(
@@ -263,9 +255,9 @@ def test_writes_notify_subscribers_of_the_schema(make_store: MakeStore) -> None:
     assert sent is WriteResult.OK
     assert writer.set_event(fence("wf", "owner-2"), step(1), "k", "v", 5) is WriteResult.OK
     # Refused writes notify nothing: the next key must be the finish's.
-    assert writer.finish_workflow(fence("wf"), SUCCESS, "x", None, 6) is WriteResult.NOT_OWNER
+    assert finish(writer, fence("wf"), SUCCESS, "x", None, 6) is WriteResult.NOT_OWNER
     assert writer.record_step(fence("wf", "owner-2"), step(2)) is WriteResult.OK
-    assert writer.finish_workflow(fence("wf", "owner-2"), SUCCESS, "x", None, 7) is WriteResult.OK
+    assert finish(writer, fence("wf", "owner-2"), SUCCESS, "x", None, 7) is WriteResult.OK
 
     expected = ["wf:wf", "msg:dest", "msg:dest", "evt:wf", "wf:wf"]
     assert [keys.get(timeout=10) for _ in expected] == expected
@@ -280,11 +272,11 @@ def test_other_schemas_do_not_wake_this_one(make_store: MakeStore) -> None:
         try:
             other.migrate()
             other.insert_workflow(new_wf("elsewhere"))
-            other.finish_workflow(fence("elsewhere"), SUCCESS, "x", None, 2)
+            finish(other, fence("elsewhere"), SUCCESS, "x", None, 2)
         finally:
             other.close()
     mine.insert_workflow(new_wf("here"))
-    mine.finish_workflow(fence("here"), SUCCESS, "x", None, 2)
+    finish(mine, fence("here"), SUCCESS, "x", None, 2)
     assert keys.get(timeout=10) == "wf:here"  # commit order: "elsewhere" would come first
 
 
@@ -302,7 +294,7 @@ def test_every_subscriber_is_called_and_a_failing_one_does_not_stop_others(
     store.subscribe(broken)
     store.subscribe(second.put)
     store.insert_workflow(new_wf())
-    store.finish_workflow(fence(), SUCCESS, "x", None, 2)
+    finish(store, fence(), SUCCESS, "x", None, 2)
     assert first.get(timeout=10) == second.get(timeout=10) == "wf:wf"
 
 
@@ -315,7 +307,7 @@ def test_listener_reconnects_and_asks_for_a_full_recheck(make_store: MakeStore) 
     assert kill_sessions(app) >= 1  # the listener's connection (and the pool's)
     assert keys.get(timeout=10) == "*"
     writer.insert_workflow(new_wf())
-    writer.finish_workflow(fence(), SUCCESS, "x", None, 2)
+    finish(writer, fence(), SUCCESS, "x", None, 2)
     assert keys.get(timeout=10) == "wf:wf"
 
 
@@ -344,14 +336,10 @@ def test_every_call_survives_its_connections_being_killed(make_store: MakeStore)
     assert sent is WriteResult.OK
     assert then(lambda: store.receive_message(fence(), 3, "r", None, 4)) == (WriteResult.OK, "m")
     assert then(lambda: store.copy_steps("wf", "dest", 2)) == 2
-    moved = then(
-        lambda: store.transition_workflow(
-            "dest", from_statuses=frozenset({PENDING}), to_status=CANCELLED, now_ms=5
-        )
-    )
+    moved = then(lambda: apply(store, "dest", WorkflowEvent.CANCEL, 5))
     assert moved is not None
     assert moved.status is CANCELLED
-    assert then(lambda: store.finish_workflow(fence(), SUCCESS, "x", None, 6)) is WriteResult.OK
+    assert then(lambda: finish(store, fence(), SUCCESS, "x", None, 6)) is WriteResult.OK
     listed = then(lambda: store.list_workflows(WorkflowQuery()))
     assert [(r.workflow_id, r.status) for r in listed] == [("dest", CANCELLED), ("wf", SUCCESS)]
     assert all(n >= 1 for n in killed)  # every call really lost its connections first
@@ -458,11 +446,9 @@ def test_retries_after_an_ambiguous_commit_recognise_their_own_writes(
     assert store.copy_steps("wf", "unowned", 2) == 2
     assert [s.step_id for s in store.load_steps("wf")] == [0, 1, 2, 3]
     assert store.get_event("wf", "k") == "v"
-    cancelled = store.transition_workflow(
-        "unowned", from_statuses=frozenset({PENDING}), to_status=CANCELLED, now_ms=6
-    )
+    cancelled = apply(store, "unowned", WorkflowEvent.CANCEL, 6)
     assert cancelled is not None
-    assert store.finish_workflow(fence(), SUCCESS, "out", None, 7) is WriteResult.OK
+    assert finish(store, fence(), SUCCESS, "out", None, 7) is WriteResult.OK
     record = store.get_workflow("wf")
     assert record is not None
     assert (record.status, record.output) == (SUCCESS, "out")
@@ -513,7 +499,7 @@ def test_each_hot_call_is_one_round_trip(make_store: MakeStore) -> None:
     store.send_message("dest", None, "m", 1, sender=fence("warm"), sender_step=step(2))
     store.receive_message(fence("dest"), 0, "r", None, 1)
     store.load_steps("warm")
-    store.finish_workflow(fence("warm"), SUCCESS, "x", None, 2)
+    finish(store, fence("warm"), SUCCESS, "x", None, 2)
 
     calls: list[tuple[str, Callable[[], object]]] = [
         ("start", lambda: store.insert_workflow(new_wf())),
@@ -528,7 +514,7 @@ def test_each_hot_call_is_one_round_trip(make_store: MakeStore) -> None:
             lambda: store.send_message("dest", None, "m", 3, sender=fence(), sender_step=step(11)),
         ),
         ("recv", lambda: store.receive_message(fence("dest"), 1, "r", None, 4)),
-        ("finish", lambda: store.finish_workflow(fence(), SUCCESS, "x", None, 5)),
+        ("finish", lambda: finish(store, fence(), SUCCESS, "x", None, 5)),
     ]
     for what, call in calls:
         with round_trips(store) as trips:

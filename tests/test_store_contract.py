@@ -27,8 +27,9 @@ from durakit.core.records import (
     WorkflowRecord,
     WriteResult,
 )
-from durakit.core.status import StatusType
-from tests.records_support import OWNER, fence, new_wf, run_threads, step
+from durakit.core.status import StatusType, WorkflowEvent
+from durakit.core.transitions import plan, plan_finish
+from tests.records_support import OWNER, apply, fence, finish, new_wf, run_threads, step
 
 StoreFactory = Callable[[], SystemStore]
 
@@ -38,6 +39,7 @@ SUCCESS = StatusType.SUCCESS
 ERROR = StatusType.ERROR
 CANCELLED = StatusType.CANCELLED
 DEAD = StatusType.MAX_RECOVERY_ATTEMPTS_EXCEEDED
+E = WorkflowEvent
 
 
 def get(store: SystemStore, workflow_id: str = "wf") -> WorkflowRecord:
@@ -92,7 +94,7 @@ def test_insert_twice_returns_the_stored_row_unchanged(store: SystemStore) -> No
 
 def test_insert_again_returns_the_current_row_not_the_original(store: SystemStore) -> None:
     store.insert_workflow(new_wf(deduplication_id="d", queue_name="q"))
-    assert store.finish_workflow(fence(), SUCCESS, "out", None, 2_000) is WriteResult.OK
+    assert finish(store, fence(), SUCCESS, "out", None, 2_000) is WriteResult.OK
     again = store.insert_workflow(new_wf(deduplication_id="d", queue_name="q"))
     assert not again.created
     assert (again.record.status, again.record.output) == (SUCCESS, "out")
@@ -221,7 +223,7 @@ def listed(store: SystemStore) -> SystemStore:
     ]
     for row in rows:
         assert store.insert_workflow(attrs.evolve(row, input=f"in:{row.workflow_id}")).created
-    assert store.finish_workflow(fence("ORDER-3"), SUCCESS, "out3", None, 250) is WriteResult.OK
+    assert finish(store, fence("ORDER-3"), SUCCESS, "out3", None, 250) is WriteResult.OK
     return store
 
 
@@ -290,7 +292,7 @@ def test_list_returns_full_records_by_default(listed: SystemStore) -> None:
 
 
 def test_list_can_leave_payloads_out(listed: SystemStore) -> None:
-    assert listed.finish_workflow(fence("refund-1"), ERROR, None, "boom", 500) is WriteResult.OK
+    assert finish(listed, fence("refund-1"), ERROR, None, "boom", 500) is WriteResult.OK
     full = {r.workflow_id: r for r in listed.list_workflows(WorkflowQuery())}
     assert full["refund-1"].error == "boom"
 
@@ -309,7 +311,7 @@ def test_list_can_leave_payloads_out(listed: SystemStore) -> None:
 
 def test_finish_records_outcome_and_releases_dedup(store: SystemStore) -> None:
     store.insert_workflow(new_wf(queue_name="q", deduplication_id="d"))
-    assert store.finish_workflow(fence(), SUCCESS, '"ok"', None, 2_000) is WriteResult.OK
+    assert finish(store, fence(), SUCCESS, '"ok"', None, 2_000) is WriteResult.OK
     rec = get(store)
     assert (rec.status, rec.output, rec.error) == (SUCCESS, '"ok"', None)
     assert (rec.updated_at, rec.deduplication_id, rec.queue_name) == (2_000, None, "q")
@@ -319,42 +321,38 @@ def test_finish_records_outcome_and_releases_dedup(store: SystemStore) -> None:
 
 def test_finish_with_error(store: SystemStore) -> None:
     store.insert_workflow(new_wf())
-    assert store.finish_workflow(fence(), ERROR, None, '{"type": "E"}', 2_000) is WriteResult.OK
+    assert finish(store, fence(), ERROR, None, '{"type": "E"}', 2_000) is WriteResult.OK
     rec = get(store)
     assert (rec.status, rec.output, rec.error) == (ERROR, None, '{"type": "E"}')
 
 
 def test_finish_by_a_stale_owner_is_refused(store: SystemStore) -> None:
     before = store.insert_workflow(new_wf()).record
-    assert store.finish_workflow(fence(owner="zombie"), SUCCESS, "x", None, 2) is (
-        WriteResult.NOT_OWNER
-    )
+    assert finish(store, fence(owner="zombie"), SUCCESS, "x", None, 2) is (WriteResult.NOT_OWNER)
     assert get(store) == before
 
 
 def test_finish_after_cancel_is_refused(store: SystemStore) -> None:
     store.insert_workflow(new_wf())
-    cancelled = store.transition_workflow(
-        "wf", from_statuses=frozenset({PENDING}), to_status=CANCELLED, now_ms=2_000
-    )
-    assert store.finish_workflow(fence(), SUCCESS, "x", None, 3_000) is WriteResult.CANCELLED
+    cancelled = apply(store, "wf", E.CANCEL, 2_000)
+    assert finish(store, fence(), SUCCESS, "x", None, 3_000) is WriteResult.CANCELLED
     assert get(store) == cancelled
     assert get(store).status is CANCELLED
 
 
 def test_finish_twice_is_refused_and_keeps_the_first_outcome(store: SystemStore) -> None:
     store.insert_workflow(new_wf())
-    assert store.finish_workflow(fence(), SUCCESS, "first", None, 2_000) is WriteResult.OK
-    assert store.finish_workflow(fence(), ERROR, None, "late", 3_000) is WriteResult.NOT_PENDING
+    assert finish(store, fence(), SUCCESS, "first", None, 2_000) is WriteResult.OK
+    assert finish(store, fence(), ERROR, None, "late", 3_000) is WriteResult.NOT_PENDING
     rec = get(store)
     assert (rec.status, rec.output, rec.error, rec.updated_at) == (SUCCESS, "first", None, 2_000)
 
 
 def test_finish_of_enqueued_or_missing_workflow_is_refused(store: SystemStore) -> None:
     before = store.insert_workflow(new_wf(status=ENQUEUED)).record
-    assert store.finish_workflow(fence(), SUCCESS, "x", None, 2) is WriteResult.NOT_PENDING
+    assert finish(store, fence(), SUCCESS, "x", None, 2) is WriteResult.NOT_PENDING
     assert get(store) == before
-    assert store.finish_workflow(fence("nope"), SUCCESS, "x", None, 2) is WriteResult.NOT_PENDING
+    assert finish(store, fence("nope"), SUCCESS, "x", None, 2) is WriteResult.NOT_PENDING
     assert store.get_workflow("nope") is None
 
 
@@ -368,11 +366,9 @@ def test_finish_racing_cancel_has_exactly_one_winner(store: SystemStore) -> None
     def race(i: int) -> None:
         for n in range(count):
             if i == 0:
-                finished[n] = store.finish_workflow(fence(f"wf-{n}"), SUCCESS, "x", None, 5)
+                finished[n] = finish(store, fence(f"wf-{n}"), SUCCESS, "x", None, 5)
             else:
-                cancelled[n] = store.transition_workflow(
-                    f"wf-{n}", from_statuses=frozenset({PENDING}), to_status=CANCELLED, now_ms=6
-                )
+                cancelled[n] = apply(store, f"wf-{n}", E.CANCEL, 6)
 
     run_threads(2, race)
     for n in range(count):
@@ -390,147 +386,123 @@ def test_finish_racing_cancel_has_exactly_one_winner(store: SystemStore) -> None
 
 def test_transition_with_unmatched_status_writes_nothing(store: SystemStore) -> None:
     before = store.insert_workflow(new_wf()).record
-    moved = store.transition_workflow(
-        "wf", from_statuses=frozenset({ENQUEUED, CANCELLED}), to_status=PENDING, now_ms=5_000,
-        new_owner="thief", bump_attempts=True,
-    )  # fmt: skip
-    assert moved is None
+    assert apply(store, "wf", E.DEQUEUE, 5_000, owner="thief") is None  # only from ENQUEUED
     assert get(store) == before
-    empty = store.transition_workflow("wf", from_statuses=frozenset(), to_status=ERROR, now_ms=5)
-    assert empty is None
+    nowhere = attrs.evolve(plan(E.CANCEL, 5), from_statuses=frozenset())
+    assert store.transition_workflow("wf", nowhere) is None
     assert get(store) == before
+
+
+def test_fenced_transition_applies_only_for_its_owner(store: SystemStore) -> None:
+    before = store.insert_workflow(new_wf()).record
+    stale = attrs.evolve(plan(E.CANCEL, 5), fence_owner="zombie")
+    assert store.transition_workflow("wf", stale) is None
+    assert get(store) == before
+    mine = attrs.evolve(plan(E.CANCEL, 6), fence_owner=OWNER)
+    assert store.transition_workflow("wf", mine) == attrs.evolve(
+        before, status=CANCELLED, updated_at=6
+    )
 
 
 def test_transition_of_missing_workflow_is_none(store: SystemStore) -> None:
-    assert (
-        store.transition_workflow(
-            "nope", from_statuses=frozenset({PENDING}), to_status=CANCELLED, now_ms=1
-        )
-        is None
-    )
+    assert apply(store, "nope", E.CANCEL, 1) is None
     assert store.get_workflow("nope") is None
 
 
 def test_transition_returns_and_stores_the_updated_row(store: SystemStore) -> None:
     before = store.insert_workflow(new_wf()).record
-    moved = store.transition_workflow(
-        "wf", from_statuses=frozenset({PENDING}), to_status=CANCELLED, now_ms=2_000
-    )
+    moved = apply(store, "wf", E.CANCEL, 2_000)
     assert moved == attrs.evolve(before, status=CANCELLED, updated_at=2_000)
     assert get(store) == moved
 
 
 def test_recovery_with_new_owner_fences_out_the_old_owner(store: SystemStore) -> None:
     store.insert_workflow(new_wf(executor_id="dead-exec"))
-    moved = store.transition_workflow(
-        "wf", from_statuses=frozenset({PENDING}), to_status=PENDING, now_ms=2_000,
-        new_owner="owner-2", executor_id="live-exec", bump_attempts=True,
-    )  # fmt: skip
+    moved = apply(store, "wf", E.RECOVER, 2_000, owner="owner-2", executor_id="live-exec")
     assert moved is not None
     assert (moved.owner, moved.executor_id, moved.attempts) == ("owner-2", "live-exec", 2)
-    # PENDING -> PENDING is not a (re)start: started_at and the deadline stay.
+    # A recovery is not a (re)start: started_at and the deadline stay.
     assert (moved.started_at, moved.updated_at) == (1_000, 2_000)
     assert store.record_step(fence(owner=OWNER), step(0)) is WriteResult.NOT_OWNER
-    assert store.finish_workflow(fence(owner=OWNER), SUCCESS, "x", None, 3) is (
-        WriteResult.NOT_OWNER
-    )
+    assert finish(store, fence(owner=OWNER), SUCCESS, "x", None, 3) is WriteResult.NOT_OWNER
     assert store.record_step(fence(owner="owner-2"), step(0)) is WriteResult.OK
     assert [s.step_id for s in store.load_steps("wf")] == [0]
 
 
-def test_transition_without_owner_or_executor_keeps_them(store: SystemStore) -> None:
+def test_a_stopping_event_keeps_owner_executor_and_attempts(store: SystemStore) -> None:
     store.insert_workflow(new_wf())
-    moved = store.transition_workflow(
-        "wf", from_statuses=frozenset({PENDING}), to_status=PENDING, now_ms=2_000
-    )
+    moved = apply(store, "wf", E.TIMEOUT, 2_000)
     assert moved is not None
-    assert (moved.owner, moved.executor_id, moved.attempts) == (OWNER, "exec-a", 1)
-
-
-def test_bump_and_reset_attempts(store: SystemStore) -> None:
-    store.insert_workflow(new_wf())
-    any_status = frozenset(StatusType)
-    for now in (2, 3, 4):
-        store.transition_workflow(
-            "wf", from_statuses=any_status, to_status=PENDING, now_ms=now, bump_attempts=True
-        )
-    assert get(store).attempts == 4
-    dead = store.transition_workflow("wf", from_statuses=any_status, to_status=DEAD, now_ms=5)
-    assert dead is not None
-    assert dead.attempts == 4
-    resumed = store.transition_workflow(
-        "wf", from_statuses=frozenset({DEAD}), to_status=PENDING, now_ms=6, reset_attempts=True
+    assert (moved.status, moved.owner, moved.executor_id, moved.attempts) == (
+        CANCELLED,
+        OWNER,
+        "exec-a",
+        1,
     )
+
+
+def test_recover_counts_attempts_and_resume_resets_them(store: SystemStore) -> None:
+    store.insert_workflow(new_wf())
+    for now in (2, 3, 4):
+        apply(store, "wf", E.RECOVER, now)
+    assert get(store).attempts == 4
+    dead = apply(store, "wf", E.DEAD_LETTER, 5)
+    assert dead is not None
+    assert (dead.status, dead.attempts) == (DEAD, 4)
+    resumed = apply(store, "wf", E.RESUME, 6)
     assert resumed is not None
-    assert resumed.attempts == 1
+    assert (resumed.status, resumed.attempts) == (PENDING, 1)
     assert get(store).attempts == 1
 
 
 def test_dequeue_starts_the_workflow_and_arms_its_deadline(store: SystemStore) -> None:
     store.insert_workflow(new_wf(status=ENQUEUED, queue_name="q", timeout_ms=300, owner=None))
-    moved = store.transition_workflow(
-        "wf", from_statuses=frozenset({ENQUEUED}), to_status=PENDING, now_ms=5_000,
-        new_owner="runner", executor_id="exec-b",
-    )  # fmt: skip
+    moved = apply(store, "wf", E.DEQUEUE, 5_000, owner="runner", executor_id="exec-b")
     assert moved is not None
     assert (moved.status, moved.started_at, moved.deadline_ms) == (PENDING, 5_000, 5_300)
     assert (moved.owner, moved.executor_id, moved.queue_name) == ("runner", "exec-b", "q")
     assert get(store) == moved
 
 
-def test_move_to_pending_without_timeout_arms_no_deadline(store: SystemStore) -> None:
+def test_dequeue_without_timeout_arms_no_deadline(store: SystemStore) -> None:
     store.insert_workflow(new_wf(status=ENQUEUED))
-    moved = store.transition_workflow(
-        "wf", from_statuses=frozenset({ENQUEUED}), to_status=PENDING, now_ms=5_000
-    )
+    moved = apply(store, "wf", E.DEQUEUE, 5_000)
     assert moved is not None
     assert (moved.started_at, moved.deadline_ms) == (5_000, None)
 
 
 def test_resume_restarts_and_rearms_the_full_timeout(store: SystemStore) -> None:
     store.insert_workflow(new_wf(timeout_ms=100))
-    store.transition_workflow(
-        "wf", from_statuses=frozenset({PENDING}), to_status=CANCELLED, now_ms=1_200
-    )
-    resumed = store.transition_workflow(
-        "wf", from_statuses=frozenset({CANCELLED}), to_status=PENDING, now_ms=9_000,
-        new_owner="owner-2",
-    )  # fmt: skip
+    apply(store, "wf", E.CANCEL, 1_200)
+    resumed = apply(store, "wf", E.RESUME, 9_000, owner="owner-2")
     assert resumed is not None
     assert (resumed.started_at, resumed.deadline_ms, resumed.owner) == (9_000, 9_100, "owner-2")
 
 
 def test_resume_keeps_an_inherited_deadline_without_own_timeout(store: SystemStore) -> None:
     store.insert_workflow(new_wf(deadline_ms=1_100))
-    store.transition_workflow(
-        "wf", from_statuses=frozenset({PENDING}), to_status=CANCELLED, now_ms=1_200
-    )
-    resumed = store.transition_workflow(
-        "wf", from_statuses=frozenset({CANCELLED}), to_status=PENDING, now_ms=9_000
-    )
+    apply(store, "wf", E.CANCEL, 1_200)
+    resumed = apply(store, "wf", E.RESUME, 9_000)
     assert resumed is not None
     assert (resumed.started_at, resumed.deadline_ms) == (9_000, 1_100)
 
 
-@pytest.mark.parametrize("to_status", [CANCELLED, DEAD, SUCCESS, ERROR])
-def test_move_to_a_finished_status_releases_dedup(
-    store: SystemStore, to_status: StatusType
-) -> None:
-    store.insert_workflow(new_wf(status=ENQUEUED, queue_name="q", deduplication_id="d"))
-    moved = store.transition_workflow(
-        "wf", from_statuses=frozenset({ENQUEUED}), to_status=to_status, now_ms=2
-    )
-    assert moved is not None
-    assert (moved.status, moved.deduplication_id) == (to_status, None)
+@pytest.mark.parametrize("event", [E.CANCEL, E.TIMEOUT, E.DEAD_LETTER, E.COMPLETE, E.FAIL])
+def test_an_event_that_finishes_releases_dedup(store: SystemStore, event: E) -> None:
+    store.insert_workflow(new_wf(queue_name="q", deduplication_id="d"))
+    if event in {E.COMPLETE, E.FAIL}:
+        status = SUCCESS if event is E.COMPLETE else ERROR
+        output, error = ("x", None) if event is E.COMPLETE else (None, "e")
+        assert finish(store, fence(), status, output, error, 2) is WriteResult.OK
+    else:
+        assert apply(store, "wf", event, 2) is not None
     assert get(store).deduplication_id is None
     assert store.insert_workflow(new_wf("wf-2", queue_name="q", deduplication_id="d")).created
 
 
-def test_move_to_pending_keeps_dedup(store: SystemStore) -> None:
+def test_dequeue_keeps_dedup(store: SystemStore) -> None:
     store.insert_workflow(new_wf(status=ENQUEUED, queue_name="q", deduplication_id="d"))
-    moved = store.transition_workflow(
-        "wf", from_statuses=frozenset({ENQUEUED}), to_status=PENDING, now_ms=2
-    )
+    moved = apply(store, "wf", E.DEQUEUE, 2)
     assert moved is not None
     assert moved.deduplication_id == "d"
 
@@ -540,16 +512,25 @@ def test_concurrent_claims_admit_exactly_one(store: SystemStore) -> None:
     claims: dict[int, WorkflowRecord | None] = {}
 
     def claim(i: int) -> None:
-        claims[i] = store.transition_workflow(
-            "wf", from_statuses=frozenset({ENQUEUED}), to_status=PENDING, now_ms=10 + i,
-            new_owner=f"runner-{i}",
-        )  # fmt: skip
+        claims[i] = apply(store, "wf", E.DEQUEUE, 10 + i, owner=f"runner-{i}")
 
     run_threads(8, claim)
     won = [i for i, rec in claims.items() if rec is not None]
     assert len(won) == 1
     assert get(store).owner == f"runner-{won[0]}"
     assert get(store).started_at == 10 + won[0]
+
+
+def test_finish_refuses_an_update_the_core_did_not_plan_for_that_fence(
+    store: SystemStore,
+) -> None:
+    before = store.insert_workflow(new_wf()).record
+    with pytest.raises(ValueError, match="does not record an outcome"):
+        store.finish_workflow(fence(), plan(E.CANCEL, 2))
+    other = plan_finish(E.COMPLETE, owner="someone-else", output="x", error=None, now_ms=2)
+    with pytest.raises(ValueError, match="another owner"):
+        store.finish_workflow(fence(), other)
+    assert get(store) == before
 
 
 # -- steps -------------------------------------------------------------------------
@@ -594,9 +575,7 @@ def test_record_step_is_fenced(store: SystemStore) -> None:
     assert store.record_step(fence(owner="zombie"), step(0)) is WriteResult.NOT_OWNER
     assert store.record_step(fence("queued"), step(0)) is WriteResult.NOT_PENDING
     assert store.record_step(fence("nope"), step(0)) is WriteResult.NOT_PENDING
-    store.transition_workflow(
-        "wf", from_statuses=frozenset({PENDING}), to_status=CANCELLED, now_ms=2
-    )
+    apply(store, "wf", E.CANCEL, 2)
     assert store.record_step(fence(), step(0)) is WriteResult.CANCELLED
     for wf in ("wf", "queued", "nope"):
         assert store.load_steps(wf) == []
@@ -604,7 +583,7 @@ def test_record_step_is_fenced(store: SystemStore) -> None:
 
 def test_record_step_after_finish_is_refused(store: SystemStore) -> None:
     store.insert_workflow(new_wf())
-    store.finish_workflow(fence(), SUCCESS, "x", None, 2)
+    finish(store, fence(), SUCCESS, "x", None, 2)
     assert store.record_step(fence(), step(0)) is WriteResult.NOT_PENDING
     assert store.load_steps("wf") == []
 
@@ -704,9 +683,7 @@ def test_receive_is_fenced_and_consumes_nothing_when_refused(store: SystemStore)
 def test_receive_after_cancel_is_refused(store: SystemStore) -> None:
     store.insert_workflow(new_wf())
     store.send_message("wf", None, "m", 1)
-    store.transition_workflow(
-        "wf", from_statuses=frozenset({PENDING}), to_status=CANCELLED, now_ms=2
-    )
+    apply(store, "wf", E.CANCEL, 2)
     assert recv(store, 0) == (WriteResult.CANCELLED, None)
     assert store.load_steps("wf") == []
 
@@ -735,7 +712,7 @@ def test_send_to_missing_destination_writes_nothing(store: SystemStore) -> None:
 
 def test_send_to_a_finished_workflow_is_accepted(store: SystemStore) -> None:
     store.insert_workflow(new_wf())
-    store.finish_workflow(fence(), SUCCESS, "x", None, 2)
+    finish(store, fence(), SUCCESS, "x", None, 2)
     assert store.send_message("wf", None, "late", 3) is WriteResult.OK
 
 
@@ -763,9 +740,7 @@ def test_send_from_a_fenced_out_sender_sends_nothing(store: SystemStore) -> None
         "dest", None, "m", 1, sender=fence("sender", "zombie"), sender_step=step(0, "send")
     )
     assert result is WriteResult.NOT_OWNER
-    store.transition_workflow(
-        "sender", from_statuses=frozenset({PENDING}), to_status=CANCELLED, now_ms=2
-    )
+    apply(store, "sender", E.CANCEL, 2)
     result = store.send_message(
         "dest", None, "m", 3, sender=fence("sender"), sender_step=step(0, "send")
     )
@@ -833,9 +808,7 @@ def test_set_event_is_fenced(store: SystemStore) -> None:
     )
     assert store.set_event(fence("nope"), step(1), "k", "stale", 2) is WriteResult.NOT_PENDING
     assert store.get_event("nope", "k") is None
-    store.transition_workflow(
-        "wf", from_statuses=frozenset({PENDING}), to_status=CANCELLED, now_ms=3
-    )
+    apply(store, "wf", E.CANCEL, 3)
     assert store.set_event(fence(), step(1), "k", "stale", 4) is WriteResult.CANCELLED
     assert store.get_event("wf", "k") == "kept"
     assert store.load_steps("wf") == [step(0, "set")]
@@ -859,7 +832,7 @@ def test_everything_survives_close_and_reopen(store_factory: StoreFactory) -> No
     first.set_event(fence(), step(1, "set"), "k", "v", 2)
     first.send_message("wf", "t", "m1", 3)
     first.send_message("wf", "t", "m2", 4)
-    first.finish_workflow(fence("done"), SUCCESS, "out", None, 5)
+    finish(first, fence("done"), SUCCESS, "out", None, 5)
     workflows = first.list_workflows(WorkflowQuery())
     first.close()
 

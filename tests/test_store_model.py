@@ -20,6 +20,7 @@ from contextlib import AbstractContextManager, ExitStack, contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
+import attrs
 import pytest
 from hypothesis import settings
 from hypothesis import strategies as st
@@ -33,7 +34,8 @@ from hypothesis.stateful import (
 
 from durakit.backends import MemoryStore, SystemStore
 from durakit.core.records import Fence, NewWorkflow, StepRecord, WorkflowQuery, WriteResult
-from durakit.core.status import StatusType, WorkflowEvent, sources, transition
+from durakit.core.status import StatusType, WorkflowEvent
+from durakit.core.transitions import Attempts, WorkflowUpdate, plan, plan_finish
 
 T = TypeVar("T")
 StoreFactory = Callable[[], SystemStore]
@@ -89,6 +91,23 @@ TOPICS = [None, "t", ""]
 topics = st.sampled_from(TOPICS)
 payloads = st.text(alphabet="ab☃'\"", max_size=4)
 statuses = st.sampled_from(list(StatusType))
+CLAIMING_EVENTS = frozenset({WorkflowEvent.DEQUEUE, WorkflowEvent.RECOVER, WorkflowEvent.RESUME})
+raw_updates = st.builds(
+    WorkflowUpdate,
+    event=st.sampled_from(list(WorkflowEvent)),
+    from_statuses=st.frozensets(statuses),
+    status=statuses,
+    now_ms=st.just(0),  # the rule stamps the model's clock
+    fence_owner=st.sampled_from([None, None, "o1", "stale"]),
+    new_owner=st.sampled_from([None, "o1", "o2"]),
+    executor_id=st.sampled_from([None, "e1"]),
+    attempts=st.sampled_from(list(Attempts)),
+    restart_clock=st.booleans(),
+    release_deduplication=st.booleans(),
+    sets_outcome=st.booleans(),
+    output=st.none() | payloads,
+    error=st.none() | payloads,
+)
 queries = st.builds(
     WorkflowQuery,
     workflow_ids=st.none() | st.lists(any_wids, max_size=3).map(tuple),
@@ -270,92 +289,37 @@ class StoreModelMachine(RuleBasedStateMachine):
     )
     def finish(self, *, wid: str, as_owner: bool, status: StatusType, data: str) -> None:
         output, error = (data, None) if status is StatusType.SUCCESS else (None, data)
-        now = self.tick()
+        event = WorkflowEvent.COMPLETE if status is StatusType.SUCCESS else WorkflowEvent.FAIL
         fence = self.fence(wid, as_owner)
-        self.both(lambda s: s.finish_workflow(fence, status, output, error, now))
+        update = plan_finish(
+            event, owner=fence.owner, output=output, error=error, now_ms=self.tick()
+        )
+        self.both(lambda s: s.finish_workflow(fence, update))
 
     @rule(
         event=st.sampled_from(SOURCE_EVENTS),
         wid=any_wids,
-        new_owner=st.sampled_from([None, "o1", "o2", "o3"]),
-        executor=st.sampled_from([None, "e1", "e2"]),
-        bump=st.booleans(),
-        reset=st.booleans(),
+        new_owner=st.sampled_from(["o1", "o2", "o3"]),
+        executor=st.sampled_from(["e1", "e2"]),
     )
-    def apply_event(
-        self,
-        *,
-        event: WorkflowEvent,
-        wid: str,
-        new_owner: str | None,
-        executor: str | None,
-        bump: bool,
-        reset: bool,
-    ) -> None:
-        """A status event as the engine applies it: CAS from the table's sources."""
-        from_statuses = sources(event)
-        to_status = transition(next(iter(from_statuses)), event)
-        self.transition(
-            wid=wid,
-            from_statuses=from_statuses,
-            to_status=to_status,
-            new_owner=new_owner,
-            executor=executor,
-            bump=bump,
-            reset=reset,
-        )
-
-    @rule(
-        wid=any_wids,
-        from_statuses=st.frozensets(statuses),
-        to_status=statuses,
-        new_owner=st.sampled_from([None, "o1", "o2"]),
-        bump=st.booleans(),
-    )
-    def raw_transition(
-        self,
-        *,
-        wid: str,
-        from_statuses: frozenset[StatusType],
-        to_status: StatusType,
-        new_owner: str | None,
-        bump: bool,
-    ) -> None:
-        """Any compare-and-swap, legal in the status table or not: the store must not care."""
-        self.transition(
-            wid=wid,
-            from_statuses=from_statuses,
-            to_status=to_status,
-            new_owner=new_owner,
-            executor=None,
-            bump=bump,
-            reset=False,
-        )
-
-    def transition(
-        self,
-        *,
-        wid: str,
-        from_statuses: frozenset[StatusType],
-        to_status: StatusType,
-        new_owner: str | None,
-        executor: str | None,
-        bump: bool,
-        reset: bool,
-    ) -> None:
+    def apply_event(self, *, event: WorkflowEvent, wid: str, new_owner: str, executor: str) -> None:
+        """A status event as the engine applies it: the update the core plans for it."""
         now = self.tick()
-        self.both(
-            lambda s: s.transition_workflow(
-                wid,
-                from_statuses=from_statuses,
-                to_status=to_status,
-                now_ms=now,
-                new_owner=new_owner,
-                executor_id=executor,
-                bump_attempts=bump,
-                reset_attempts=reset,
-            )
-        )
+        if event in CLAIMING_EVENTS:
+            update = plan(event, now, owner=new_owner, executor_id=executor)
+        else:
+            update = plan(event, now)
+        self.both(lambda s: s.transition_workflow(wid, update))
+
+    @rule(wid=any_wids, update=raw_updates, fence_current_owner=st.booleans())
+    def raw_update(self, *, wid: str, update: WorkflowUpdate, fence_current_owner: bool) -> None:
+        """Any update, legal in the status table or not: a store applies it as data,
+        exactly as :func:`durakit.core.transitions.applied` says, never interpreting it."""
+        row = self.model.get_workflow(wid)
+        if fence_current_owner and row is not None and update.fence_owner is not None:
+            update = attrs.evolve(update, fence_owner=row.owner)
+        update = attrs.evolve(update, now_ms=self.tick())
+        self.both(lambda s: s.transition_workflow(wid, update))
 
     @rule(
         dest=any_wids,

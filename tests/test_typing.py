@@ -124,6 +124,18 @@ def test_step_keeps_the_functions_signature() -> None:
         charge(ORDER, Decimal("1"), Decimal("2"))  # type: ignore[call-arg]
 
 
+def test_the_step_decorator_returns_a_typed_step_object() -> None:
+    as_step: dk.Step[[Order, Decimal], Decimal] = charge  # the signature and R flow through
+    wrong: dk.Step[[Order], str] = charge  # type: ignore[assignment]
+    assert as_step is charge
+    assert wrong is charge  # type: ignore[comparison-overlap]
+    assert isinstance(charge, dk.Step)
+    assert (charge.name, charge.output_type, charge.__name__) == ("charge", Decimal, "charge")
+    assert charge.policy == dk.RetryPolicy(max_retries=1, base_interval=0.001)
+    assert charge.fn(ORDER) == Decimal("10")
+    assert repr(charge) == "Step('charge')"
+
+
 def test_retrieve_workflow_with_an_output_type(app: dk.Durakit) -> None:
     app.run_workflow(checkout, ORDER, workflow_id="typed").get_result(timeout=5)
     typed = app.retrieve_workflow("typed", Receipt)

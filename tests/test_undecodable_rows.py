@@ -19,6 +19,7 @@ import durakit as dk
 from durakit.api.serialization import Serializer
 from durakit.core.records import Fence, NewWorkflow, StepRecord
 from tests.helpers import WAIT, new_app
+from tests.records_support import finish
 
 SER = Serializer()
 DEEP = '{"v":1,"d":' + "[" * 10_000 + "]" * 10_000 + "}"
@@ -89,7 +90,7 @@ def write_rows(store: dk.SystemStore) -> None:
             store.record_step(fence, StepRecord(step_id=1, name="deep", output=DEEP))
             store.record_step(fence, StepRecord(step_id=2, name="broken", error=NOT_JSON))
         status = dk.StatusType.ERROR if error is not None else dk.StatusType.SUCCESS
-        store.finish_workflow(fence, status, output, error, 1_700_000_001_000)
+        finish(store, fence, status, output, error, 1_700_000_001_000)
 
 
 def warnings(caplog: pytest.LogCaptureFixture) -> str:

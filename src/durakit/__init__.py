@@ -11,7 +11,7 @@ from durakit.api.context import Context
 from durakit.api.engine import Durakit
 from durakit.api.handle import WorkflowHandle
 from durakit.api.status import StepInfo, WorkflowStatus
-from durakit.api.step import step
+from durakit.api.step import Step, step
 from durakit.api.workflow import Workflow
 from durakit.backends import MemoryStore, SystemStore
 from durakit.core.errors import (
@@ -35,6 +35,7 @@ from durakit.core.errors import (
     WorkflowExecutionError,
     WorkflowUnexpectedTypeError,
 )
+from durakit.core.retry import RetryPolicy
 from durakit.core.status import StatusType
 
 __all__ = [
@@ -56,8 +57,10 @@ __all__ = [
     "MemoryStore",
     "NonExistentWorkflowError",
     "QueueDeduplicatedError",
+    "RetryPolicy",
     "SerializationError",
     "StatusType",
+    "Step",
     "StepExecutionError",
     "StepInfo",
     "StoreUnavailableError",

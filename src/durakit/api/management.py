@@ -31,7 +31,8 @@ from durakit.core.errors import (
     WorkflowUnexpectedTypeError,
 )
 from durakit.core.records import NewWorkflow, StepRecord, WorkflowQuery, WorkflowRecord, WriteResult
-from durakit.core.status import StatusType, WorkflowEvent, sources, target, transition
+from durakit.core.status import StatusType, WorkflowEvent, transition
+from durakit.core.transitions import plan
 
 if TYPE_CHECKING:
     from durakit.api.registry import WorkflowDef
@@ -66,12 +67,7 @@ class Management:
         """Apply a stopping event (CANCEL, TIMEOUT) as a status compare-and-swap, and wake
         whoever waits on the workflow. Returns the updated row, or None if it was not
         in a status the event stops."""
-        updated = self.store.transition_workflow(
-            workflow_id,
-            from_statuses=sources(event),
-            to_status=target(event),
-            now_ms=now_ms(self.clock),
-        )
+        updated = self.store.transition_workflow(workflow_id, plan(event, now_ms(self.clock)))
         self.hub.notify(f"wf:{workflow_id}")
         return updated
 
@@ -329,12 +325,9 @@ class Control(Management):
         owner = uuid.uuid4().hex
         claimed = self.store.transition_workflow(
             workflow_id,
-            from_statuses=sources(WorkflowEvent.RESUME),
-            to_status=target(WorkflowEvent.RESUME),
-            now_ms=now_ms(self.clock),
-            new_owner=owner,
-            executor_id=self.executor_id,
-            reset_attempts=True,
+            plan(
+                WorkflowEvent.RESUME, now_ms(self.clock), owner=owner, executor_id=self.executor_id
+            ),
         )
         if claimed is None:  # someone else resumed or finished it first
             return self.handle_for(workflow_id, output_type)

@@ -15,7 +15,8 @@ from durakit.api.validation import possible_ids, storable
 from durakit.core.errors import StoreUnavailableError, WorkflowCancelledSignal
 from durakit.core.records import WorkflowQuery, WorkflowRecord
 from durakit.core.retry import should_dead_letter
-from durakit.core.status import StatusType, WorkflowEvent, sources, target
+from durakit.core.status import StatusType, WorkflowEvent
+from durakit.core.transitions import plan
 
 
 class Recovery(Runner):
@@ -87,21 +88,18 @@ class Recovery(Runner):
             owner = uuid.uuid4().hex
             claimed = self.store.transition_workflow(
                 wid,
-                from_statuses=sources(WorkflowEvent.RECOVER),
-                to_status=target(WorkflowEvent.RECOVER),
-                now_ms=now_ms(self.clock),
-                new_owner=owner,
-                executor_id=self.executor_id,
-                bump_attempts=True,
+                plan(
+                    WorkflowEvent.RECOVER,
+                    now_ms(self.clock),
+                    owner=owner,
+                    executor_id=self.executor_id,
+                ),
             )
             if claimed is None:
                 continue
             if should_dead_letter(claimed.attempts, defn.max_recovery_attempts):
                 self.store.transition_workflow(
-                    wid,
-                    from_statuses=sources(WorkflowEvent.DEAD_LETTER),
-                    to_status=target(WorkflowEvent.DEAD_LETTER),
-                    now_ms=now_ms(self.clock),
+                    wid, plan(WorkflowEvent.DEAD_LETTER, now_ms(self.clock))
                 )
                 self.log.error(
                     "workflow %s dead-lettered after %d recoveries", wid, claimed.attempts - 1

@@ -14,6 +14,7 @@ from durakit.api.serialization import UNKNOWN
 from durakit.api.validation import check_function, check_identifier
 from durakit.api.workflow import Workflow
 from durakit.core.errors import ConflictingRegistrationError, WorkflowExecutionError
+from durakit.core.versions import code_fingerprint
 
 
 @attrs.frozen(kw_only=True)
@@ -29,13 +30,11 @@ class WorkflowDef:
     schedule: str | None = None
 
     def code_fingerprint(self) -> bytes:
-        """Bytes that change when the workflow's code changes (for the app version)."""
-        try:
-            source = inspect.getsource(self.fn).encode()
-        except (OSError, TypeError):
-            code = getattr(self.fn, "__code__", None)
-            source = code.co_code if code is not None else self.name.encode()
-        return self.name.encode() + b"\0" + source
+        """Bytes that change when what the workflow's code does changes, and not when
+        only its comments or formatting do (for the default app version)."""
+        code = getattr(self.fn, "__code__", None)
+        digest = code_fingerprint(code) if code is not None else b""
+        return self.name.encode() + b"\0" + digest
 
 
 def _inspect(fn: Callable[..., Any]) -> tuple[bool, Any, Any]:

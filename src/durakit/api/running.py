@@ -20,7 +20,8 @@ from durakit.api.serialization import Serializer
 from durakit.api.waiting import WakeHub
 from durakit.core.errors import StoreUnavailableError, StoreUnavailableSignal, WorkflowInterrupted
 from durakit.core.records import StepRecord, WorkflowRecord, WriteResult
-from durakit.core.status import StatusType
+from durakit.core.status import StatusType, WorkflowEvent
+from durakit.core.transitions import plan_finish
 
 if TYPE_CHECKING:
     from durakit.api.engine import Durakit
@@ -164,9 +165,15 @@ class Runner(Control):
             # Awaiting the result here raises what any other process would rebuild.
             error_text, value = self.serializer.roundtrip_error(value)
         self._finishing.add(ctx)
-        verdict = self.store.finish_workflow(
-            ctx.fence, status, output, error_text, now_ms(self.clock)
+        event = WorkflowEvent.FAIL if status is StatusType.ERROR else WorkflowEvent.COMPLETE
+        update = plan_finish(
+            event,
+            owner=ctx.fence.owner,
+            output=output,
+            error=error_text,
+            now_ms=now_ms(self.clock),
         )
+        verdict = self.store.finish_workflow(ctx.fence, update)
         if verdict is not WriteResult.OK:
             outcome.set_unknown()  # cancelled or taken over meanwhile: the store knows
         elif status is StatusType.ERROR:

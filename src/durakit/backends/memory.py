@@ -12,6 +12,7 @@ from collections import deque
 
 import attrs
 
+from durakit.core import rows, transitions
 from durakit.core.errors import QueueDeduplicatedError
 from durakit.core.records import (
     Fence,
@@ -22,38 +23,7 @@ from durakit.core.records import (
     WorkflowRecord,
     WriteResult,
 )
-from durakit.core.status import FINISHED, StatusType
-
-
-def record_from_new(new: NewWorkflow) -> WorkflowRecord:
-    """The row that :meth:`insert_workflow` creates for ``new`` (shared by all stores)."""
-    pending = new.status is StatusType.PENDING
-    deadline = new.deadline_ms
-    if pending and deadline is None and new.timeout_ms is not None:
-        deadline = new.created_at + new.timeout_ms
-    return WorkflowRecord(
-        workflow_id=new.workflow_id,
-        name=new.name,
-        status=new.status,
-        input=new.input,
-        executor_id=new.executor_id,
-        application_version=new.application_version,
-        application_id=new.application_id,
-        owner=new.owner,
-        created_at=new.created_at,
-        updated_at=new.created_at,
-        attempts=1,
-        queue_name=new.queue_name,
-        deduplication_id=new.deduplication_id,
-        priority=new.priority,
-        timeout_ms=new.timeout_ms,
-        deadline_ms=deadline,
-        started_at=new.created_at if pending else None,
-        authenticated_user=new.authenticated_user,
-        assumed_role=new.assumed_role,
-        authenticated_roles=new.authenticated_roles,
-        parent_workflow_id=new.parent_workflow_id,
-    )
+from durakit.core.transitions import WorkflowUpdate
 
 
 def matches(rec: WorkflowRecord, q: WorkflowQuery) -> bool:
@@ -124,7 +94,7 @@ class MemoryStore:
                             queue_name=new.queue_name,
                             deduplication_id=new.deduplication_id,
                         )
-            rec = record_from_new(new)
+            rec = rows.created(new)
             self._workflows[new.workflow_id] = rec
             return InsertResult(created=True, record=rec)
 
@@ -140,70 +110,27 @@ class MemoryStore:
     def _fence_check(self, fence: Fence) -> WriteResult:
         rec = self._workflows.get(fence.workflow_id)
         if rec is None:
-            return WriteResult.NOT_PENDING
-        if rec.status is StatusType.CANCELLED:
-            return WriteResult.CANCELLED
-        if rec.status is not StatusType.PENDING:
-            return WriteResult.NOT_PENDING
-        if rec.owner != fence.owner:
-            return WriteResult.NOT_OWNER
-        return WriteResult.OK
+            return rows.fence_verdict(None, None, fence.owner)
+        return rows.fence_verdict(rec.status, rec.owner, fence.owner)
 
-    def finish_workflow(
-        self,
-        fence: Fence,
-        status: StatusType,
-        output: str | None,
-        error: str | None,
-        now_ms: int,
-    ) -> WriteResult:
+    def finish_workflow(self, fence: Fence, update: WorkflowUpdate) -> WriteResult:
+        transitions.check_finish(fence, update)
         with self._lock:
             verdict = self._fence_check(fence)
             if verdict is not WriteResult.OK:
                 return verdict
             rec = self._workflows[fence.workflow_id]
-            self._workflows[fence.workflow_id] = attrs.evolve(
-                rec,
-                status=status,
-                output=output,
-                error=error,
-                updated_at=now_ms,
-                deduplication_id=None,
-            )
+            self._workflows[fence.workflow_id] = transitions.applied(rec, update)
             return WriteResult.OK
 
     def transition_workflow(
-        self,
-        workflow_id: str,
-        *,
-        from_statuses: frozenset[StatusType],
-        to_status: StatusType,
-        now_ms: int,
-        new_owner: str | None = None,
-        executor_id: str | None = None,
-        bump_attempts: bool = False,
-        reset_attempts: bool = False,
+        self, workflow_id: str, update: WorkflowUpdate
     ) -> WorkflowRecord | None:
         with self._lock:
             rec = self._workflows.get(workflow_id)
-            if rec is None or rec.status not in from_statuses:
+            if rec is None or not transitions.matches(rec, update):
                 return None
-            changes: dict[str, object] = {"status": to_status, "updated_at": now_ms}
-            if new_owner is not None:
-                changes["owner"] = new_owner
-            if executor_id is not None:
-                changes["executor_id"] = executor_id
-            if bump_attempts:
-                changes["attempts"] = rec.attempts + 1
-            if reset_attempts:
-                changes["attempts"] = 1
-            if to_status is StatusType.PENDING and rec.status is not StatusType.PENDING:
-                changes["started_at"] = now_ms
-                if rec.timeout_ms is not None:
-                    changes["deadline_ms"] = now_ms + rec.timeout_ms
-            if to_status in FINISHED:
-                changes["deduplication_id"] = None
-            new = attrs.evolve(rec, **changes)  # type: ignore[arg-type]
+            new = transitions.applied(rec, update)
             self._workflows[workflow_id] = new
             return new
 

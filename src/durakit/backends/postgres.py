@@ -28,7 +28,6 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from durakit.backends.memory import record_from_new
 from durakit.backends.postgres_listen import Listener
 from durakit.backends.postgres_pool import Conn, RetryingPool
 from durakit.backends.postgres_schema import (
@@ -49,7 +48,9 @@ from durakit.backends.postgres_sql import (
     workflow_from_row,
     workflow_params,
 )
+from durakit.backends.updates import update_params
 from durakit.backends.urls import mask_password
+from durakit.core import rows
 from durakit.core.errors import InitializationError, QueueDeduplicatedError
 from durakit.core.records import (
     Fence,
@@ -60,7 +61,7 @@ from durakit.core.records import (
     WorkflowRecord,
     WriteResult,
 )
-from durakit.core.status import FINISHED, StatusType
+from durakit.core.transitions import WorkflowUpdate, check_finish
 
 __all__ = ["PostgresStore"]
 
@@ -158,7 +159,7 @@ class PostgresStore:
     # -- workflows ------------------------------------------------------------------
     def insert_workflow(self, new: NewWorkflow) -> InsertResult:
         """Create the row unless it exists; one round trip (see the protocol)."""
-        rec = record_from_new(new)
+        rec = rows.created(new)
         params = workflow_params(rec)
 
         def op(conn: Conn, retried: bool) -> InsertResult:
@@ -212,33 +213,21 @@ class PostgresStore:
 
         return self._db.run(op)
 
-    def finish_workflow(
-        self,
-        fence: Fence,
-        status: StatusType,
-        output: str | None,
-        error: str | None,
-        now_ms: int,
-    ) -> WriteResult:
+    def finish_workflow(self, fence: Fence, update: WorkflowUpdate) -> WriteResult:
         """Record the final outcome; fenced, and notifies ``wf:<id>`` in the same commit."""
-        params: Params = {
-            "status": status.value,
-            "output": output,
-            "error": error,
-            "now": now_ms,
-            "wf": fence.workflow_id,
-            "owner": fence.owner,
-        }
+        check_finish(fence, update)
+        params = update_params(fence.workflow_id, update)
 
         def op(conn: Conn, retried: bool) -> WriteResult:
             while True:
-                row = conn.execute(self._sql.finish_workflow, params, prepare=True).fetchone()
+                row = conn.execute(self._sql.apply_update, params, prepare=True).fetchone()
                 if row is not None:
                     return WriteResult.OK
                 state = read_fence_state(conn, self._sql, fence.workflow_id, None)
-                mine = (status.value, fence.owner, output, error, now_ms)
-                found = (state.status, state.owner, state.output, state.error, state.updated_at)
-                if retried and found == mine:
+                # After an ambiguous commit, a row holding exactly what we wrote is ours.
+                mine = (update.status.value, fence.owner, update.output, update.error)
+                found = (state.status, state.owner, state.output, state.error)
+                if retried and found == mine and state.updated_at == update.now_ms:
                     return WriteResult.OK
                 verdict = fence_verdict(state, fence.owner)
                 if verdict is not WriteResult.OK:
@@ -248,33 +237,13 @@ class PostgresStore:
         return self._db.run(op)
 
     def transition_workflow(
-        self,
-        workflow_id: str,
-        *,
-        from_statuses: frozenset[StatusType],
-        to_status: StatusType,
-        now_ms: int,
-        new_owner: str | None = None,
-        executor_id: str | None = None,
-        bump_attempts: bool = False,
-        reset_attempts: bool = False,
+        self, workflow_id: str, update: WorkflowUpdate
     ) -> WorkflowRecord | None:
         """Compare-and-swap the status (see the protocol); notifies ``wf:<id>``."""
-        params: Params = {
-            "wf": workflow_id,
-            "from": [s.value for s in from_statuses],
-            "to": to_status.value,
-            "to_pending": to_status is StatusType.PENDING,
-            "finished": to_status in FINISHED,
-            "now": now_ms,
-            "owner": new_owner,
-            "executor_id": executor_id,
-            "bump": bump_attempts,
-            "reset": reset_attempts,
-        }
+        params = update_params(workflow_id, update)
 
         def op(conn: Conn, retried: bool) -> WorkflowRecord | None:
-            row = conn.execute(self._sql.transition_workflow, params, prepare=True).fetchone()
+            row = conn.execute(self._sql.apply_update, params, prepare=True).fetchone()
             if row is not None:
                 return workflow_from_row(row[:-1])  # the last column is pg_notify's void
             if not retried:
@@ -284,10 +253,10 @@ class PostgresStore:
             rec = self._get(conn, workflow_id)
             ours = (
                 rec is not None
-                and rec.status is to_status
-                and rec.updated_at == now_ms
-                and new_owner in (None, rec.owner)
-                and executor_id in (None, rec.executor_id)
+                and rec.status is update.status
+                and rec.updated_at == update.now_ms
+                and update.new_owner in (None, rec.owner)
+                and update.executor_id in (None, rec.executor_id)
             )
             return rec if ours else None
 

@@ -31,6 +31,7 @@ from typing import Any, Final
 import attrs
 
 from durakit.backends.postgres_pool import Conn
+from durakit.core import rows
 from durakit.core.records import Fence, StepRecord, WorkflowQuery, WorkflowRecord, WriteResult
 from durakit.core.status import StatusType
 
@@ -119,32 +120,26 @@ class Statements:
 
         self.get_workflow = f"SELECT {_WF_COLS} FROM {s}.workflows WHERE workflow_id = %s"
 
-        self.finish_workflow = f"""
+        # A core-planned transition (finishing ones included), applied as one
+        # compare-and-swap; parameters from durakit.backends.updates.update_params. SET
+        # expressions read the row's old values. Notifies ``wf:<id>`` in the same commit.
+        self.apply_update = f"""
             UPDATE {s}.workflows
-            SET status = %(status)s, output = %(output)s, error = %(error)s,
-                updated_at = %(now)s, deduplication_id = NULL
-            WHERE workflow_id = %(wf)s AND owner = %(owner)s AND status = 'PENDING'
-            RETURNING pg_notify({channel}, 'wf:' || workflow_id)"""
-
-        # SET expressions read the row's old values, so "status <> 'PENDING'" below is
-        # the status before this transition.
-        self.transition_workflow = f"""
-            UPDATE {s}.workflows
-            SET status = %(to)s,
+            SET status = %(to)s::text,
                 updated_at = %(now)s,
-                owner = COALESCE(%(owner)s, owner),
-                executor_id = COALESCE(%(executor_id)s, executor_id),
-                attempts = CASE WHEN %(reset)s THEN 1
-                                WHEN %(bump)s THEN attempts + 1
-                                ELSE attempts END,
-                started_at = CASE WHEN %(to_pending)s AND status <> 'PENDING'
-                                  THEN %(now)s ELSE started_at END,
-                deadline_ms = CASE WHEN %(to_pending)s AND status <> 'PENDING'
-                                        AND timeout_ms IS NOT NULL
+                owner = COALESCE(%(owner)s::text, owner),
+                executor_id = COALESCE(%(executor)s::text, executor_id),
+                attempts = CASE %(attempts)s::text WHEN 'INCREMENT' THEN attempts + 1
+                                                   WHEN 'RESET' THEN 1 ELSE attempts END,
+                started_at = CASE WHEN %(restart_clock)s THEN %(now)s ELSE started_at END,
+                deadline_ms = CASE WHEN %(restart_clock)s AND timeout_ms IS NOT NULL
                                    THEN %(now)s + timeout_ms ELSE deadline_ms END,
-                deduplication_id = CASE WHEN %(finished)s THEN NULL
-                                        ELSE deduplication_id END
-            WHERE workflow_id = %(wf)s AND status = ANY(%(from)s::text[])
+                deduplication_id = CASE WHEN %(release)s THEN NULL ELSE deduplication_id END,
+                output = CASE WHEN %(sets_outcome)s THEN %(output)s::text ELSE output END,
+                error = CASE WHEN %(sets_outcome)s THEN %(error)s::text ELSE error END
+            WHERE workflow_id = %(id)s
+              AND status = ANY(%(from_statuses)s::text[])
+              AND (%(fence_owner)s::text IS NULL OR owner = %(fence_owner)s::text)
             RETURNING {_WF_COLS}, pg_notify({channel}, 'wf:' || workflow_id)"""
 
         self.load_steps = (
@@ -354,16 +349,9 @@ def read_fence_state(
 
 
 def fence_verdict(state: FenceState, owner: str) -> WriteResult:
-    """May ``owner`` write? The same order of checks as the reference store."""
-    if state.status is None:
-        return WriteResult.NOT_PENDING
-    if state.status == StatusType.CANCELLED.value:
-        return WriteResult.CANCELLED
-    if state.status != StatusType.PENDING.value:
-        return WriteResult.NOT_PENDING
-    if state.owner != owner:
-        return WriteResult.NOT_OWNER
-    return WriteResult.OK
+    """May ``owner`` write? The core's rule on the snapshot."""
+    status = None if state.status is None else StatusType(state.status)
+    return rows.fence_verdict(status, state.owner, owner)
 
 
 def explain_refusal(

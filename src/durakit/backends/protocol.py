@@ -25,7 +25,7 @@ from durakit.core.records import (
     WorkflowRecord,
     WriteResult,
 )
-from durakit.core.status import StatusType
+from durakit.core.transitions import WorkflowUpdate
 
 
 class WorkflowStore(Protocol):
@@ -57,46 +57,28 @@ class WorkflowStore(Protocol):
         """
         ...
 
-    def finish_workflow(
-        self,
-        fence: Fence,
-        status: StatusType,
-        output: str | None,
-        error: str | None,
-        now_ms: int,
-    ) -> WriteResult:
-        """Record the final outcome (``status`` is SUCCESS or ERROR).
+    def finish_workflow(self, fence: Fence, update: WorkflowUpdate) -> WriteResult:
+        """Record the final outcome: apply ``update`` (from
+        :func:`~durakit.core.transitions.plan_finish`: COMPLETE or FAIL) to the row.
 
         Fenced: writes only while the row is PENDING and owned by ``fence.owner``, so a
         cancelled workflow never flips to SUCCESS and a stale execution cannot overwrite
-        a newer one. Clears the deduplication ID (releasing it for new enqueues).
+        a newer one; otherwise writes nothing and says why. Raises ValueError, writing
+        nothing, when ``update`` is not an outcome fenced on ``fence.owner``
+        (:func:`~durakit.core.transitions.check_finish`).
         """
         ...
 
     def transition_workflow(
-        self,
-        workflow_id: str,
-        *,
-        from_statuses: frozenset[StatusType],
-        to_status: StatusType,
-        now_ms: int,
-        new_owner: str | None = None,
-        executor_id: str | None = None,
-        bump_attempts: bool = False,
-        reset_attempts: bool = False,
+        self, workflow_id: str, update: WorkflowUpdate
     ) -> WorkflowRecord | None:
-        """Compare-and-swap the status: only if the current status is in ``from_statuses``.
+        """Apply ``update`` (from :func:`~durakit.core.transitions.plan`) as one
+        compare-and-swap: only if the row's status is in ``update.from_statuses`` (and,
+        for a fenced update, its owner is ``update.fence_owner``).
 
-        Returns the updated row, or None when the row is missing or its status did not
-        match (nothing written). With ``new_owner`` the owner token is replaced (fencing
-        out the previous execution); with ``executor_id`` the executor is replaced;
-        ``bump_attempts`` adds 1 to ``attempts``, ``reset_attempts`` sets it to 1 (and
-        wins if both are given). Moving to PENDING from a status other than PENDING (a
-        dequeue or a resume) sets ``started_at = now_ms`` and, when the workflow has a
-        timeout, re-arms ``deadline_ms = now_ms + timeout_ms`` (a resumed workflow that
-        had timed out gets its full timeout again; an inherited deadline without a
-        timeout of its own is kept). Moving to a status in FINISHED clears the
-        deduplication ID.
+        Returns the updated row, or None when the row is missing or did not match
+        (nothing written). The store applies the update's effects without interpreting
+        them: :func:`~durakit.core.transitions.applied` is their reference semantics.
         """
         ...
 

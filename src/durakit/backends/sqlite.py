@@ -21,8 +21,9 @@ import attrs
 from sqlite_utils import Database
 
 from durakit.backends import sqlite_schema
-from durakit.backends.memory import record_from_new
 from durakit.backends.sqlite_pool import ConnectionPool
+from durakit.backends.updates import update_params
+from durakit.core import rows
 from durakit.core.errors import InitializationError, QueueDeduplicatedError
 from durakit.core.records import (
     Fence,
@@ -33,7 +34,9 @@ from durakit.core.records import (
     WorkflowRecord,
     WriteResult,
 )
-from durakit.core.status import FINISHED, StatusType
+from durakit.core.rows import fence_verdict
+from durakit.core.status import StatusType
+from durakit.core.transitions import WorkflowUpdate, check_finish
 
 _WF_COLUMNS: Final = (
     "workflow_id", "name", "status", "input", "output", "error", "executor_id",
@@ -60,8 +63,6 @@ _INSERT_STEP_FENCED: Final = (
     f"INSERT INTO steps (workflow_id, {_STEP_SELECT}) SELECT ?, ?, ?, ?, ?, ?, ?, ? "
     f"WHERE {_FENCE} ON CONFLICT (workflow_id, step_id) DO NOTHING"
 )
-_PENDING: Final = StatusType.PENDING.value
-_CANCELLED: Final = StatusType.CANCELLED.value
 
 
 def _roles_to_db(roles: tuple[str, ...] | None) -> str | None:
@@ -93,21 +94,42 @@ def _step_params(workflow_id: str, step: StepRecord) -> tuple[object, ...]:
     )
 
 
+# A core-planned transition, applied as one compare-and-swap (the parameters are
+# durakit.backends.updates.update_params). Every SET expression reads the row's old values.
+_APPLY_UPDATE: Final = f"""
+    UPDATE workflows SET
+        status = :to,
+        updated_at = :now,
+        owner = coalesce(:owner, owner),
+        executor_id = coalesce(:executor, executor_id),
+        attempts = CASE :attempts WHEN 'INCREMENT' THEN attempts + 1
+                                  WHEN 'RESET' THEN 1 ELSE attempts END,
+        started_at = CASE WHEN :restart_clock THEN :now ELSE started_at END,
+        deadline_ms = CASE WHEN :restart_clock AND timeout_ms IS NOT NULL
+                           THEN :now + timeout_ms ELSE deadline_ms END,
+        deduplication_id = CASE WHEN :release THEN NULL ELSE deduplication_id END,
+        output = CASE WHEN :sets_outcome THEN :output ELSE output END,
+        error = CASE WHEN :sets_outcome THEN :error ELSE error END
+    WHERE workflow_id = :id
+      AND status IN (SELECT value FROM json_each(:from_statuses))
+      AND (:fence_owner IS NULL OR owner = :fence_owner)
+    RETURNING {_WF_SELECT}"""
+
+
+def _sqlite_params(workflow_id: str, update: WorkflowUpdate) -> dict[str, object]:
+    params = update_params(workflow_id, update)
+    params["from_statuses"] = json.dumps(params["from_statuses"])  # read by json_each
+    return params
+
+
 def _fence_verdict(db: Database, fence: Fence) -> WriteResult:
     """Why a fenced write refused (or OK); call inside the write transaction."""
     row = db.execute(
         "SELECT status, owner FROM workflows WHERE workflow_id = ?", (fence.workflow_id,)
     ).fetchone()
     if row is None:
-        return WriteResult.NOT_PENDING
-    status, owner = row
-    if status == _CANCELLED:
-        return WriteResult.CANCELLED
-    if status != _PENDING:
-        return WriteResult.NOT_PENDING
-    if owner != fence.owner:
-        return WriteResult.NOT_OWNER
-    return WriteResult.OK
+        return fence_verdict(None, None, fence.owner)
+    return fence_verdict(StatusType(row[0]), row[1], fence.owner)
 
 
 def _insert_step_fenced(db: Database, fence: Fence, step: StepRecord) -> WriteResult:
@@ -157,7 +179,7 @@ class SQLiteStore:
         Raises :class:`QueueDeduplicatedError` if another workflow holds the same
         (queue_name, deduplication_id); nothing is written then.
         """
-        rec = record_from_new(new)
+        rec = rows.created(new)
         values = attrs.asdict(rec, recurse=False)
         values["status"] = rec.status.value
         values["authenticated_roles"] = _roles_to_db(rec.authenticated_roles)
@@ -248,69 +270,20 @@ class SQLiteStore:
             rows = db.execute(sql, params).fetchall()
         return [_record(r) for r in rows]
 
-    def finish_workflow(
-        self,
-        fence: Fence,
-        status: StatusType,
-        output: str | None,
-        error: str | None,
-        now_ms: int,
-    ) -> WriteResult:
-        """Record the final outcome, fenced; releases the deduplication ID."""
+    def finish_workflow(self, fence: Fence, update: WorkflowUpdate) -> WriteResult:
+        """Record the final outcome, fenced (see the protocol)."""
+        check_finish(fence, update)
+        params = _sqlite_params(fence.workflow_id, update)
         with self._write() as db:
-            changed = db.execute(
-                "UPDATE workflows SET status = ?, output = ?, error = ?, updated_at = ?, "
-                "deduplication_id = NULL "
-                "WHERE workflow_id = ? AND status = 'PENDING' AND owner = ?",
-                (status.value, output, error, now_ms, fence.workflow_id, fence.owner),
-            ).rowcount
-            return WriteResult.OK if changed == 1 else _fence_verdict(db, fence)
+            row = db.execute(_APPLY_UPDATE, params).fetchone()
+            return WriteResult.OK if row is not None else _fence_verdict(db, fence)
 
     def transition_workflow(
-        self,
-        workflow_id: str,
-        *,
-        from_statuses: frozenset[StatusType],
-        to_status: StatusType,
-        now_ms: int,
-        new_owner: str | None = None,
-        executor_id: str | None = None,
-        bump_attempts: bool = False,
-        reset_attempts: bool = False,
+        self, workflow_id: str, update: WorkflowUpdate
     ) -> WorkflowRecord | None:
         """Compare-and-swap the status (see the protocol); the updated row or None."""
-        sources = sorted(s.value for s in from_statuses)
-        placeholders = ", ".join(f":s{i}" for i in range(len(sources)))
-        to_pending = to_status is StatusType.PENDING
-        # SET expressions all see the old row, so ``status <> 'PENDING'`` is the status
-        # before this update.
-        sql = (
-            "UPDATE workflows SET status = :to, updated_at = :now, "
-            "owner = coalesce(:owner, owner), executor_id = coalesce(:executor, executor_id), "
-            "attempts = CASE WHEN :reset THEN 1 WHEN :bump THEN attempts + 1 ELSE attempts END, "
-            "started_at = CASE WHEN :to_pending AND status <> 'PENDING' "
-            "    THEN :now ELSE started_at END, "
-            "deadline_ms = CASE WHEN :to_pending AND status <> 'PENDING' "
-            "    AND timeout_ms IS NOT NULL "
-            "    THEN :now + timeout_ms ELSE deadline_ms END, "
-            "deduplication_id = CASE WHEN :to_finished THEN NULL ELSE deduplication_id END "
-            f"WHERE workflow_id = :id AND status IN ({placeholders}) "
-            f"RETURNING {_WF_SELECT}"
-        )
-        params: dict[str, object] = {
-            "to": to_status.value,
-            "now": now_ms,
-            "owner": new_owner,
-            "executor": executor_id,
-            "reset": reset_attempts,
-            "bump": bump_attempts,
-            "to_pending": to_pending,
-            "to_finished": to_status in FINISHED,
-            "id": workflow_id,
-        }
-        params.update({f"s{i}": s for i, s in enumerate(sources)})
         with self._write() as db:
-            row = db.execute(sql, params).fetchone()
+            row = db.execute(_APPLY_UPDATE, _sqlite_params(workflow_id, update)).fetchone()
         return None if row is None else _record(row)
 
     # -- steps -----------------------------------------------------------------

@@ -32,7 +32,7 @@ from typing import Final
 
 import attrs
 
-from durakit.core.records import WorkflowRecord
+from durakit.core.records import Fence, WorkflowRecord
 from durakit.core.status import FINISHED, StatusType, WorkflowEvent, sources, target
 
 E = WorkflowEvent
@@ -127,7 +127,8 @@ def plan(
 def plan_finish(
     event: WorkflowEvent, *, owner: str, output: str | None, error: str | None, now_ms: int
 ) -> WorkflowUpdate:
-    """The fenced update that records an execution's outcome (COMPLETE or FAIL)."""
+    """The fenced update that records an execution's outcome (COMPLETE or FAIL): ``owner``
+    is the finishing execution's token (its fence)."""
     if not _EFFECTS[event].finishes:
         raise ValueError(f"{event.value} does not record an outcome: use plan()")
     if (error is None) != (event is E.COMPLETE):
@@ -143,6 +144,15 @@ def plan_finish(
         output=output,
         error=error,
     )
+
+
+def check_finish(fence: Fence, update: WorkflowUpdate) -> None:
+    """Refuse (ValueError) a finishing write whose update is not a fenced outcome of
+    ``fence``'s execution: a store never records an outcome the core did not plan."""
+    if not update.sets_outcome:
+        raise ValueError(f"{update.event.value} does not record an outcome: use plan_finish()")
+    if update.fence_owner != fence.owner:
+        raise ValueError("the update is fenced on another owner than the fence")
 
 
 def matches(record: WorkflowRecord, update: WorkflowUpdate) -> bool:
