@@ -272,3 +272,24 @@ def test_dashboard_serves_a_database_without_the_application(db: Db, admin: Admi
     assert proc.returncode == 0, err
     assert "dashboard stopped" in out
     assert "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("sqlite:////nonexistent/dir/x.db", "Error: cannot use the database: unable to open"),
+        ("postgresql://postgres@127.0.0.1:1/x", "Error: Postgres unreachable for 5 s"),
+    ],
+)
+def test_a_database_that_cannot_be_used_is_one_line_and_exit_1(url: str, message: str) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "durakit", "workflow", "list", "--db", url],
+        capture_output=True,
+        text=True,
+        env=_env(),
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert result.stderr.startswith(message), result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr

@@ -12,6 +12,7 @@ import contextlib
 import json
 import logging
 import os
+import sqlite3
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -20,6 +21,7 @@ from contextlib import contextmanager
 from typing import Any, TypeVar
 
 import click
+import psycopg
 from rich.console import Console
 from rich.table import Table
 
@@ -32,6 +34,8 @@ from durakit.admin.codec import (
 )
 from durakit.admin.server import AdminServer
 from durakit.api.client import Client
+from durakit.backends.protocol import SystemStore
+from durakit.backends.urls import open_store
 from durakit.core.errors import DurakitError
 from durakit.core.status import StatusType
 
@@ -98,26 +102,47 @@ def _settings() -> Settings:
 
 @contextmanager
 def _errors() -> Iterator[None]:
-    """A durakit error ends the command with its message (exit 1); a bad argument value
-    found by the API's own checks is a usage error (exit 2). No tracebacks."""
+    """A durakit error ends the command with its message (exit 1), and so does a
+    database that cannot be opened; a bad argument value found by the API's own checks
+    is a usage error (exit 2). No tracebacks."""
     try:
         yield
     except DurakitError as exc:
         raise click.ClickException(str(exc)) from None
+    except (sqlite3.Error, psycopg.Error, OSError) as exc:
+        raise click.ClickException(f"cannot use the database: {exc}") from None
     except (BadRequest, ValueError, TypeError) as exc:
         raise click.UsageError(str(exc)) from None
+
+
+CONNECT_RETRY_S = 5.0
+"""How long a command waits for an unreachable Postgres before it gives up (an
+application waits longer: it must ride out a restart; a person at a shell should not)."""
+
+
+def _open_store(url: str, schema: str) -> SystemStore:
+    if url.lower().startswith(("postgresql://", "postgres://")):
+        from durakit.backends.postgres import PostgresStore  # noqa: PLC0415 - psycopg on demand
+
+        return PostgresStore(url, schema, max_size=8, retry_timeout=CONNECT_RETRY_S)
+    return open_store(url, schema)
 
 
 @contextmanager
 def _client(db: str | None) -> Iterator[Client]:
     settings = _settings()
     with _errors():
-        client = Client(database_url=settings.url(db), database_schema=settings.schema)
+        store = _open_store(settings.url(db), settings.schema)
+        try:
+            client = Client(store=store)
+        except BaseException:
+            store.close()
+            raise
     try:
         with _errors():
             yield client
     finally:
-        client.close()
+        store.close()
 
 
 def _print_json(value: Any) -> None:
@@ -385,11 +410,9 @@ def fork_cmd(
 @_common
 def migrate(db: str | None, as_json: bool) -> None:
     """Create or upgrade durakit's tables in the database."""
-    from durakit.backends.urls import open_store  # noqa: PLC0415 - drivers load on demand
-
     settings = _settings()
     with _errors():
-        store = open_store(settings.url(db), settings.schema)
+        store = _open_store(settings.url(db), settings.schema)
         try:
             store.migrate()
         finally:
@@ -419,4 +442,9 @@ def dashboard(db: str | None, as_json: bool, host: str, port: int, token: str | 
 
 def main() -> None:
     """The console script's entry point."""
+    # Warnings reach stderr as one line each; the connection pools' retry chatter does not
+    # (a command that cannot reach its database says so once, when it gives up).
+    logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s")
+    for noisy in ("psycopg", "durakit.backends"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
     cli(prog_name="durakit")
