@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import socket
+import subprocess
+import sys
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -438,3 +440,16 @@ def test_the_dashboard_is_served_from_the_package_and_fetches_nothing_outside(
         assert "https://" not in text
     assert "javascript" in http.get("/static/app.js").headers["content-type"]
     assert http.get("/static/missing.js").status_code == 404
+
+
+def test_an_application_without_the_admin_server_does_not_load_the_web_stack() -> None:
+    code = (
+        "import sys, durakit as dk\n"
+        "app = dk.Durakit(dk.Config(app_name='t', database_url='memory://'))\n"
+        "with app: pass\n"
+        "print(sorted(m for m in ('starlette', 'uvicorn', 'click', 'rich') if m in sys.modules))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert result.stdout.strip() == "[]"
