@@ -18,9 +18,11 @@ from typing import Any
 import psycopg
 import pytest
 from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+from durakit.backends.dsn import mask_secrets
 from durakit.backends.postgres import PostgresStore
-from durakit.backends.urls import mask_password
+from tests.tcp_proxy import TcpProxy
 
 DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/test"
 
@@ -44,7 +46,7 @@ def require_postgres() -> str:
     """The URL, or skip (fail under CI) the calling test if Postgres is not reachable."""
     url = postgres_url()
     if not postgres_available(url):
-        where = mask_password(url)
+        where = mask_secrets(url)
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail(f"CI=true but Postgres is not reachable at {where}")
         pytest.skip(f"Postgres not reachable at {where}; start it or set DURAKIT_TEST_DATABASE_URL")
@@ -84,3 +86,16 @@ def postgres_schema_factory(
             return PostgresStore(url, schema, **store_options)
 
         yield make
+
+
+def proxied(url: str) -> tuple[TcpProxy, str]:
+    """A started :class:`TcpProxy` to the server of ``url``, and ``url`` through it.
+
+    Skips the calling test unless ``url`` names one TCP host (a proxy needs one)."""
+    info = conninfo_to_dict(url)
+    host = str(info.get("host") or "")
+    if not host or host.startswith("/") or "," in host or "hostaddr" in info:
+        pytest.skip("needs a single TCP host in the test database URL")
+    proxy = TcpProxy(host, int(info.get("port") or 5432))
+    proxy.start()
+    return proxy, make_conninfo(url, host="127.0.0.1", port=str(proxy.port))

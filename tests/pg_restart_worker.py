@@ -51,7 +51,7 @@ class Recorder(logging.Handler):
     """Counts durakit's log records by level and keeps the text of errors."""
 
     def __init__(self) -> None:
-        super().__init__(logging.INFO)
+        super().__init__(logging.DEBUG)  # retries are logged at DEBUG: counted too
         self.counts: Counter[str] = Counter()
         self.errors: list[str] = []
 
@@ -89,8 +89,9 @@ def main(argv: list[str] | None = None) -> int:
     recorder = Recorder()
     stderr = logging.StreamHandler(sys.stderr)
     stderr.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    stderr.setLevel(logging.INFO)
     durakit_log = logging.getLogger("durakit")
-    durakit_log.setLevel(logging.INFO)
+    durakit_log.setLevel(logging.DEBUG)
     durakit_log.addHandler(recorder)
     durakit_log.addHandler(stderr)
 

@@ -2,8 +2,9 @@
 
 A cancelled workflow is CANCELLED at once; its body stops at its next durable operation
 (step, sleep, recv, child start, ...) with a BaseException that ``except Exception``
-cannot swallow; a running step is not interrupted but its outcome is refused. Cancel
-cascades to attached children. Resume continues from the last completed step.
+cannot swallow; a running step is not interrupted and its outcome is still recorded (see
+also tests/test_cancel_step_outcome.py). Cancel cascades to attached children. Resume
+continues from the last completed step.
 """
 
 from __future__ import annotations
@@ -149,7 +150,9 @@ def test_cancel_between_operations_stops_at_the_next_one(engines: Engines, opera
         app.get_event("wf", "k", timeout=0)
 
 
-def test_a_running_step_is_not_interrupted_but_its_outcome_is_refused(engines: Engines) -> None:
+def test_a_running_step_is_not_interrupted_and_its_outcome_is_recorded(
+    engines: Engines,
+) -> None:
     counts = Counts()
     slow = BlockingStep()
 
@@ -169,7 +172,8 @@ def test_a_running_step_is_not_interrupted_but_its_outcome_is_refused(engines: E
     assert_cancelled(handle)
     assert slow.finished == 1  # it completed...
     assert counts["next"] == 0  # ...and the next step never started
-    assert step_names(app, "wf") == []  # its checkpoint was refused
+    steps = app.get_workflow_steps("wf")
+    assert [(s.name, s.output) for s in steps] == [("slow", 1)]  # its outcome was kept
 
 
 # -- cascade ----------------------------------------------------------------------------------
@@ -256,10 +260,12 @@ class CancelAtChildStart:
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
 
-    def record_step(self, fence: Fence, step: StepRecord) -> WriteResult:
+    def record_step(
+        self, fence: Fence, step: StepRecord, *, while_cancelled: bool = False
+    ) -> WriteResult:
         if step.child_workflow_id is not None and self.app is not None:
             self.app.cancel_workflow(fence.workflow_id)
-        return self.inner.record_step(fence, step)
+        return self.inner.record_step(fence, step, while_cancelled=while_cancelled)
 
 
 def test_a_cancel_between_a_childs_start_and_its_record_cancels_the_child(
@@ -385,11 +391,11 @@ def test_resume_continues_from_the_last_completed_step(engines: Engines) -> None
     finally:
         release.set()
     assert_cancelled(handle)
-    assert step_names(app, "wf") == ["a"]
+    assert step_names(app, "wf") == ["a", "b"]  # "b" ran to its end and was recorded
 
     resumed = app.resume_workflow("wf")
     assert resumed.get_result(timeout=10) == [1, 2, 1]
-    assert counts.as_dict() == {"a": 1, "b": 2, "c": 1}  # "a" was not run again
+    assert counts.as_dict() == {"a": 1, "b": 1, "c": 1}  # neither "a" nor "b" ran again
     assert step_names(app, "wf") == ["a", "b", "c"]
     assert status_of(app, "wf") is SUCCESS
 

@@ -71,3 +71,35 @@ def test_only_the_owner_of_a_pending_row_may_write(
 ) -> None:
     ok = fence_verdict(status, owner, "a") is WriteResult.OK
     assert ok == (status is S.PENDING and owner == "a")
+
+
+def test_a_step_outcome_is_kept_when_cancelled_during_the_same_execution() -> None:
+    verdict = fence_verdict(S.CANCELLED, "me", "me", while_cancelled=True)
+    assert verdict is WriteResult.RECORDED_WHILE_CANCELLED
+    assert verdict.written
+    # Resumed by another execution and cancelled again: the new token is not ours.
+    assert fence_verdict(S.CANCELLED, "other", "me", while_cancelled=True) is WriteResult.CANCELLED
+
+
+@given(
+    status=st.none() | st.sampled_from(list(S)),
+    owner=st.none() | st.sampled_from(["a", "b"]),
+    writer=st.sampled_from(["a", "b"]),
+)
+def test_while_cancelled_changes_only_a_cancelled_row_of_ours(
+    status: StatusType | None, owner: str | None, writer: str
+) -> None:
+    plain = fence_verdict(status, owner, writer)
+    flagged = fence_verdict(status, owner, writer, while_cancelled=True)
+    if status is S.CANCELLED and owner == writer:
+        assert (plain, flagged) == (WriteResult.CANCELLED, WriteResult.RECORDED_WHILE_CANCELLED)
+    else:
+        assert flagged is plain
+    assert plain.written == (status is S.PENDING and owner == writer)
+
+
+def test_which_results_mean_written() -> None:
+    assert {r for r in WriteResult if r.written} == {
+        WriteResult.OK,
+        WriteResult.RECORDED_WHILE_CANCELLED,
+    }

@@ -29,7 +29,7 @@ ARTIFACTS = (
     )
     / "dashboard"
 )
-TOKEN = "dash-token"
+TOKEN = "dash-token"  # noqa: S105 - a test token, not a secret
 
 
 def _require_browser() -> None:

@@ -581,6 +581,27 @@ def test_record_step_is_fenced(store: SystemStore) -> None:
         assert store.load_steps(wf) == []
 
 
+def test_record_step_while_cancelled_is_fenced_on_the_owner(store: SystemStore) -> None:
+    """``while_cancelled``: a CANCELLED row that still carries the writer's token takes
+    the step; every other refusal stays what it was."""
+    store.insert_workflow(new_wf())
+    store.insert_workflow(new_wf("queued", status=ENQUEUED))
+    kept = {"while_cancelled": True}
+    assert store.record_step(fence(), step(0), **kept) is WriteResult.OK  # PENDING: as usual
+    assert store.record_step(fence(owner="zombie"), step(1), **kept) is WriteResult.NOT_OWNER
+    assert store.record_step(fence("queued"), step(0), **kept) is WriteResult.NOT_PENDING
+    assert store.record_step(fence("nope"), step(0), **kept) is WriteResult.NOT_PENDING
+    apply(store, "wf", E.CANCEL, 2)
+    assert store.record_step(fence(), step(1), **kept) is WriteResult.RECORDED_WHILE_CANCELLED
+    assert store.record_step(fence(), step(1, "again"), **kept) is WriteResult.DUPLICATE
+    assert store.record_step(fence(owner="zombie"), step(2), **kept) is WriteResult.CANCELLED
+    assert store.record_step(fence(), step(2)) is WriteResult.CANCELLED  # without the flag
+    assert store.load_steps("wf") == [step(0), step(1)]
+    assert get(store).status is CANCELLED  # the write changed no status
+    for wf in ("queued", "nope"):
+        assert store.load_steps(wf) == []
+
+
 def test_record_step_after_finish_is_refused(store: SystemStore) -> None:
     store.insert_workflow(new_wf())
     finish(store, fence(), SUCCESS, "x", None, 2)
@@ -985,3 +1006,64 @@ def test_sqlite_two_processes_migrate_and_insert_one_id_once(db_path: Path) -> N
         assert get(store, "race").input == f"proc-{winners[0]}"
     finally:
         store.close()
+
+
+# -- delete_finished (retention) -----------------------------------------------------
+
+
+def finished_wf(store: SystemStore, wid: str, at: int, **changes: Any) -> None:
+    """A workflow that finished at ``at``, with a step, a waiting message and an event."""
+    store.insert_workflow(new_wf(wid, created_at=at - 5, **changes))
+    assert store.record_step(fence(wid), step(0)) is WriteResult.OK
+    assert store.set_event(fence(wid), step(1), "k", '"v"', at - 2) is WriteResult.OK
+    assert store.send_message(wid, None, '"m"', at - 1) is WriteResult.OK
+    assert finish(store, fence(wid), SUCCESS, '"ok"', None, at) is WriteResult.OK
+
+
+def test_delete_finished_removes_old_workflows_with_their_steps_messages_and_events(
+    store: SystemStore,
+) -> None:
+    finished_wf(store, "old", 1_000)
+    finished_wf(store, "young", 9_000)
+    store.insert_workflow(new_wf("running", created_at=10))
+    assert store.delete_finished(5_000, None, 100) == 1
+    assert store.get_workflow("old") is None
+    assert store.load_steps("old") == []
+    assert store.get_event("old", "k") is None
+    # A new workflow with the same ID starts clean: no message or event left over.
+    store.insert_workflow(new_wf("old", created_at=20_000))
+    assert recv_for(store, "old") == (WriteResult.OK, None)
+    assert get(store, "young").status is SUCCESS
+    assert [s.step_id for s in store.load_steps("young")] == [0, 1]
+    assert store.get_event("young", "k") == '"v"'
+    assert get(store, "running").status is PENDING
+    assert store.delete_finished(5_000, None, 100) == 0
+
+
+def recv_for(store: SystemStore, wid: str) -> tuple[WriteResult, str | None]:
+    return store.receive_message(fence(wid), 7, "recv", None, 30_000)
+
+
+def test_delete_finished_in_bounded_batches_keeping_the_newest(store: SystemStore) -> None:
+    for i in range(5):
+        finished_wf(store, f"wf-{i}", 1_000 + i)
+    assert store.delete_finished(5_000, 2, 2) == 2  # the oldest two
+    assert [w.workflow_id for w in store.list_workflows(WorkflowQuery())] == [
+        "wf-2",
+        "wf-3",
+        "wf-4",
+    ]
+    assert store.delete_finished(5_000, 2, 2) == 1  # wf-3 and wf-4 are kept
+    assert store.delete_finished(5_000, 2, 2) == 0
+    assert {w.workflow_id for w in store.list_workflows(WorkflowQuery())} == {"wf-3", "wf-4"}
+
+
+def test_delete_finished_keeps_children_of_active_parents(store: SystemStore) -> None:
+    store.insert_workflow(new_wf("parent"))
+    finished_wf(store, "child", 1_000, parent_workflow_id="parent")
+    finished_wf(store, "orphan", 1_000, parent_workflow_id="gone")
+    assert store.delete_finished(5_000, None, 100) == 1
+    assert store.get_workflow("child") is not None
+    assert store.get_workflow("orphan") is None
+    assert finish(store, fence("parent"), SUCCESS, "x", None, 2_000) is WriteResult.OK
+    assert store.delete_finished(5_000, None, 100) == 2  # the parent and its child

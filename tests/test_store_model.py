@@ -256,6 +256,7 @@ class StoreModelMachine(RuleBasedStateMachine):
         outcome=payloads,
         failed=st.booleans(),
         child=st.sampled_from([None, "w2"]),
+        while_cancelled=st.booleans(),
     )
     def record_step(
         self,
@@ -266,6 +267,7 @@ class StoreModelMachine(RuleBasedStateMachine):
         outcome: str,
         failed: bool,
         child: str | None,
+        while_cancelled: bool,
     ) -> None:
         now = self.tick()
         chosen = self.step_id(wid, step_id)
@@ -279,7 +281,7 @@ class StoreModelMachine(RuleBasedStateMachine):
             completed_at=now,
         )
         fence = self.fence(wid, as_owner)
-        self.both(lambda s: s.record_step(fence, step))
+        self.both(lambda s: s.record_step(fence, step, while_cancelled=while_cancelled))
 
     @rule(
         wid=any_wids,
@@ -320,6 +322,16 @@ class StoreModelMachine(RuleBasedStateMachine):
             update = attrs.evolve(update, fence_owner=row.owner)
         update = attrs.evolve(update, now_ms=self.tick())
         self.both(lambda s: s.transition_workflow(wid, update))
+
+    @rule(
+        age=st.integers(0, 60),
+        keep=st.none() | st.integers(0, 3),
+        limit=st.integers(1, 5),
+    )
+    def garbage_collect(self, *, age: int, keep: int | None, limit: int) -> None:
+        """Retention: the same workflows (with their steps, messages, events) go."""
+        cutoff = self.now - age
+        self.both(lambda s: s.delete_finished(cutoff, keep, limit))
 
     @rule(
         dest=any_wids,

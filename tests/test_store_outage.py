@@ -23,11 +23,13 @@ class FlakyStore:
         self.down = threading.Event()
         self.refused = 0
 
-    def record_step(self, fence: Fence, step: StepRecord) -> WriteResult:
+    def record_step(
+        self, fence: Fence, step: StepRecord, *, while_cancelled: bool = False
+    ) -> WriteResult:
         if self.down.is_set():
             self.refused += 1
             raise dk.StoreUnavailableError("simulated outage past the retry budget")
-        return self.inner.record_step(fence, step)
+        return self.inner.record_step(fence, step, while_cancelled=while_cancelled)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)

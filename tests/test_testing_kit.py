@@ -22,7 +22,7 @@ import pytest
 
 import durakit as dk
 from durakit.api.clock import TracksWorkflows
-from durakit.api.execution import CURRENT
+from durakit.api.waiting import CURRENT
 from durakit.testing import Call, FakeClock, MockContext
 from durakit.testing.pytest_plugin import AppFactory
 

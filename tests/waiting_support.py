@@ -92,11 +92,8 @@ def wait_for_step(app: dk.Durakit | dk.Client, workflow_id: str, name: str) -> N
 
 
 def settled(handle: dk.WorkflowHandle[R]) -> dk.WorkflowHandle[R]:
-    """Wait in *real* time until the workflow has finished, and return the handle.
-
-    Under a fake clock, ``get_result(timeout=...)`` counts fake seconds, which a jump can
-    skip past at once; this bounds the wait by real time instead.
-    """
+    """Wait in *real* time until the workflow has finished, and return the handle
+    (without reading its outcome, which ``get_result`` would raise if it is an error)."""
     wait_until(lambda: handle.get_status().status in FINISHED)
     return handle
 

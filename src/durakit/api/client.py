@@ -38,7 +38,12 @@ class Client(Management):
         else:
             self._owns_store = False
         self._store = store
-        self._store.migrate()
+        try:
+            self._store.migrate()
+        except BaseException:
+            # A client that failed to open must not leave the store's pool and threads.
+            self.close()
+            raise
         self.registry = Registry()
         self.serializer = Serializer()
         self.clock = clock or SystemClock()

@@ -11,6 +11,8 @@ import threading
 import time
 from typing import Protocol, runtime_checkable
 
+from durakit.api.waiting import wait_real
+
 
 @runtime_checkable
 class Clock(Protocol):
@@ -51,14 +53,7 @@ class SystemClock:
         return time.time()
 
     def wait(self, event: threading.Event, until: float | None, poll: float | None = None) -> bool:
-        if until is None:
-            return event.wait(poll)
-        remaining = until - time.time()
-        if poll is not None:
-            remaining = min(remaining, poll)
-        if remaining <= 0:
-            return event.is_set()
-        return event.wait(remaining)
+        return wait_real(event, None if until is None else until - time.time(), poll)
 
 
 def now_ms(clock: Clock) -> int:

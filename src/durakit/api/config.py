@@ -7,12 +7,18 @@ from __future__ import annotations
 
 import logging
 import os
+from datetime import timedelta
 
 import attrs
 
 from durakit.api.clock import Clock, SystemClock
+from durakit.backends.dsn import mask_secrets
 from durakit.backends.protocol import SystemStore
 from durakit.core.errors import InitializationError
+
+
+def _masked_repr(url: str | None) -> str:
+    return repr(url if url is None else mask_secrets(url))
 
 
 @attrs.frozen(kw_only=True)
@@ -36,11 +42,13 @@ class Config:
             ``"durakit"``); a plain identifier.
         logger: Where the engine logs what it cannot raise to a caller: a workflow it
             cannot recover because its name is not registered (warning), a workflow
-            dead-lettered (error), a workflow paused because the store is unreachable
-            (warning), a workflow stopped without an outcome (the exception). ``None``
-            (the default): the ``"durakit"`` logger. The stores log their
-            connection trouble on their own loggers under ``"durakit.backends"``,
-            whatever this field says.
+            dead-lettered (error), a workflow stopped without an outcome (the
+            exception). ``None`` (the default): the ``"durakit"`` logger. Outages are
+            logged by the store, on ``"durakit.backends.health"`` whatever this field
+            says: one warning when the database becomes unreachable (with the reason)
+            and one when it is back (with the downtime), however many calls retried
+            and workflows paused meanwhile (those are DEBUG records). A store without
+            such a tracker (``MemoryStore``, your own) has its outages logged here.
         admin_server: Serve the admin HTTP API and the web dashboard while the engine
             is launched (``launch()`` starts it, ``shutdown()`` stops it). Off by default.
         admin_host: The address the admin server binds (default ``"127.0.0.1"``).
@@ -67,10 +75,16 @@ class Config:
             one to finish before their body runs. A parent waiting for a child's result
             keeps its place, so leave room for children: with a bound of 1, a workflow
             that waits for a child never finishes.
+        retention: Keep finished workflows this long: the engine deletes older ones
+            (as ``garbage_collect(older_than=retention)``) at launch and then every
+            tenth of this period (at least every second, at most every hour).
+            ``None`` (the default): finished workflows are kept until deleted by hand.
+            Must be a positive timedelta.
     """
 
     app_name: str
-    database_url: str | None = None
+    # The URL's password stays out of repr()/str(), so a logged Config does not leak it.
+    database_url: str | None = attrs.field(default=None, repr=_masked_repr)
     store: SystemStore | None = None
     database_schema: str = "durakit"
     logger: logging.Logger | None = None
@@ -82,6 +96,7 @@ class Config:
     executor_id: str | None = None
     clock: Clock = attrs.field(factory=SystemClock)
     max_concurrent_workflows: int | None = None
+    retention: timedelta | None = None
 
     def __attrs_post_init__(self) -> None:
         if not self.app_name.strip():
@@ -98,6 +113,14 @@ class Config:
             raise InitializationError(
                 "Config.max_concurrent_workflows must be >= 1 or None, "
                 f"got {self.max_concurrent_workflows}"
+            )
+        # Checked at run time too: a caller without mypy may pass seconds as a number.
+        retention: object = self.retention
+        if retention is not None and (
+            not isinstance(retention, timedelta) or retention <= timedelta(0)
+        ):
+            raise InitializationError(
+                f"Config.retention must be a positive timedelta or None, got {self.retention!r}"
             )
         if not isinstance(self.clock, Clock):
             raise InitializationError("Config.clock must implement durakit.Clock (now, wait)")

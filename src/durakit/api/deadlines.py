@@ -2,7 +2,8 @@
 
 A workflow that waits (sleep, recv, get_event, retry backoff) notices its own deadline;
 this watcher covers the one that is busy in a long step: its status must turn CANCELLED
-at the deadline, even though the running step itself is never interrupted.
+at the deadline, even though the running step itself is never interrupted (its outcome
+is still recorded; the body stops at its next durable operation).
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
@@ -16,20 +16,22 @@ from durakit.api.clock import Clock, TracksWorkflows, now_ms
 from durakit.api.config import Config
 from durakit.api.context import Context
 from durakit.api.deadlines import DeadlineWatcher
-from durakit.api.execution import CURRENT, WorkflowContext
+from durakit.api.execution import WorkflowContext
 from durakit.api.handle import EngineHandle, Outcome, WorkflowHandle, seconds
 from durakit.api.recovery import Recovery
 from durakit.api.registry import Registry, WorkflowDef
+from durakit.api.retention import RetentionThread
+from durakit.api.running import EngineStopped
+from durakit.api.schedules import Scheduler, schedule_workflow_id
 from durakit.api.serialization import Serializer
 from durakit.api.validation import check_duration, check_identifiers, check_text
-from durakit.api.waiting import WakeHub
+from durakit.api.waiting import CURRENT, WakeHub
 from durakit.api.workflow import Workflow
 from durakit.backends.protocol import PushNotifications, SystemStore
 from durakit.core.errors import (
     ConflictingWorkflowError,
     InitializationError,
     WorkflowExecutionError,
-    WorkflowInterrupted,
 )
 from durakit.core.records import NewWorkflow
 from durakit.core.status import StatusType
@@ -85,6 +87,11 @@ class Durakit(Recovery):
         self.executor_id = config.resolved_executor_id()
         self.application_version = ""
         self._store: SystemStore | None = config.store
+        # The store this engine opened from ``database_url`` (kept closed after a
+        # shutdown, so that the next launch reopens the same database), and the store its
+        # notification callback is subscribed to (once per store object).
+        self._opened: SystemStore | None = None
+        self._subscribed: SystemStore | None = None
         self._lock = threading.Lock()
         self._active: dict[str, tuple[WorkflowContext, Outcome]] = {}
         self._threads: set[threading.Thread] = set()
@@ -93,6 +100,8 @@ class Durakit(Recovery):
         bound = config.max_concurrent_workflows
         self._slots = threading.BoundedSemaphore(bound) if bound else None
         self._deadlines = DeadlineWatcher(self.clock, self._expire_quietly)
+        self._retention: RetentionThread | None = None
+        self._scheduler: Scheduler | None = None
         # Checked once: isinstance() against a runtime-checkable Protocol costs ~20 us.
         self._tracker = self.clock if isinstance(self.clock, TracksWorkflows) else None
         # Executions past their body, recording their outcome: a NOTIFY about them is
@@ -144,6 +153,9 @@ class Durakit(Recovery):
         """Register ``fn`` (``(ctx)`` or ``(ctx, input)``) as a workflow, before launch.
 
         Returns the :class:`Workflow`: callable as ``fn``, typed by its input and output.
+        ``schedule`` (a cron expression, six fields with seconds first, or five) runs it
+        once per tick from ``launch()`` on, across all executors, with the tick (an aware
+        UTC datetime) as its input: ``fn`` must then be ``(ctx, tick: datetime)``.
         """
         defn = self.registry.register(
             fn, name=name, max_recovery_attempts=max_recovery_attempts, schedule=schedule
@@ -154,7 +166,10 @@ class Durakit(Recovery):
     @property
     def store(self) -> SystemStore:
         if self._store is None:
-            raise InitializationError("the engine has no store yet: call launch() first")
+            raise InitializationError(
+                "the engine is not launched (its store is not open): call launch() "
+                "or use `with app:`"
+            )
         return self._store
 
     @property
@@ -166,7 +181,12 @@ class Durakit(Recovery):
 
     def launch(self) -> None:
         """Open and migrate the store, recover this executor's pending workflows, and
-        start the admin server if ``Config.admin_server`` is set."""
+        start the schedules (and retention, when configured), and the admin server when
+        ``Config.admin_server`` is set.
+
+        Also after :meth:`shutdown`: a store the engine opened from ``database_url`` is
+        opened again on the same database, and the background threads start again.
+        """
         if self._launched:
             return
         token = self.config.resolved_admin_token()
@@ -177,21 +197,47 @@ class Durakit(Recovery):
 
             check_exposure(self.config.admin_host, token)
         if self._store is None:
-            from durakit.backends.urls import open_store  # noqa: PLC0415 - drivers load on demand
+            from durakit.backends import urls  # noqa: PLC0415 - drivers load on demand
 
-            self._store = open_store(self.config.database_url, self.config.database_schema)
-        self._store.migrate()
+            url, schema = self.config.database_url, self.config.database_schema
+            self._store = (
+                urls.open_store(url, schema)
+                if self._opened is None
+                else urls.reopen_store(self._opened, url, schema)
+            )
+            self._opened = self._store
+        try:
+            self._store.migrate()
+        except BaseException:
+            # A launch that failed leaves nothing open: a store it opened is closed.
+            if self.config.store is None:
+                self._store.close()
+                self._store = None
+            raise
         self.registry.freeze()
         self.application_version = (
             self.config.application_version
             or os.environ.get("DURAKIT_APP_VERSION")
             or self.registry.version_hash()
         )
-        if isinstance(self._store, PushNotifications):
+        if isinstance(self._store, PushNotifications) and self._subscribed is not self._store:
             self._store.subscribe(self._on_notification)
+            self._subscribed = self._store
             self.hub.pushed = True
+        # The last shutdown stopped the previous watcher's thread for good.
+        self._deadlines = DeadlineWatcher(self.clock, self._expire_quietly)
+        self._stopping = False
         self._launched = True
         self.recover_pending_workflows()
+        scheduled = [(d.name, d.schedule) for d in self.registry.all() if d.schedule]
+        if scheduled:
+            self._scheduler = Scheduler(scheduled, self._start_tick, self.clock, self.log)
+            self._scheduler.start()
+        if self.config.retention is not None:
+            self._retention = RetentionThread(
+                self._store, self.clock, self.config.retention, self.log
+            )
+            self._retention.start()
         if self.config.admin_server:
             try:
                 self._admin = AdminServer(
@@ -207,9 +253,16 @@ class Durakit(Recovery):
                 self.shutdown()
                 raise
 
+    def _start_tick(self, name: str, tick: datetime) -> None:
+        """Start one tick of a scheduled workflow (its ID makes it once per tick)."""
+        defn = self.registry.by_name(name)
+        assert defn is not None  # the scheduler only knows registered workflows
+        self.run_workflow(defn.fn, tick, workflow_id=schedule_workflow_id(name, tick))
+
     def shutdown(self, timeout: float = 5.0) -> None:
         """Stop: running workflows are interrupted at their next durable operation and
-        stay PENDING, to be recovered by the next launch; then the store is closed."""
+        stay PENDING, to be recovered by the next launch; then a store the engine opened
+        from ``database_url`` is closed (``launch()`` opens it again)."""
         check_duration("timeout", timeout)
         if not self._launched:
             return
@@ -221,14 +274,23 @@ class Durakit(Recovery):
             running = list(self._active.values())
             threads = list(self._threads)
         for ctx, _ in running:
-            ctx.request_interrupt(WorkflowInterrupted(ctx.workflow_id, "engine shut down"))
+            ctx.request_interrupt(EngineStopped(ctx.workflow_id))
         # A real-time bound: a fake clock may jump while we wait for the threads.
         deadline = time.monotonic() + timeout
         self._deadlines.stop()
+        if self._retention is not None:
+            self._retention.stop()
+            self._retention = None
+        if self._scheduler is not None:
+            self._scheduler.stop()
+            self._scheduler = None
         for thread in threads:
             thread.join(max(0.0, deadline - time.monotonic()))
         if self.config.store is None and self._store is not None:
             self._store.close()
+            # Until the next launch, calls that need the store say the engine is not
+            # launched, rather than fail inside a closed driver.
+            self._store = None
         self._launched = False
 
     def __enter__(self) -> Durakit:

@@ -3,7 +3,9 @@
 It asks the core what to do at each step position (replay or execute), runs what must
 run, and checkpoints through fenced store writes. A fenced write that is refused turns
 into a control-flow signal (``WorkflowInterrupted``, a BaseException) that unwinds the
-body without recording anything.
+body without recording anything. A cancel is the one refusal that waits: the step that
+was running when it came still records its outcome, and the body stops at its next
+durable operation (``check_interrupt``).
 """
 
 from __future__ import annotations
@@ -40,7 +42,6 @@ from durakit.core.retry import RetryPolicy
 from durakit.core.status import StatusType
 
 if TYPE_CHECKING:
-    from durakit.api.context import Context
     from durakit.api.engine import Durakit
     from durakit.api.registry import WorkflowDef
 
@@ -48,11 +49,6 @@ R = TypeVar("R")
 T = TypeVar("T")
 P = ParamSpec("P")
 
-# The context of the workflow body running on this thread: the engine's WorkflowContext,
-# or a test's MockContext when a Workflow object is called directly with one.
-CURRENT: contextvars.ContextVar[Context | None] = contextvars.ContextVar(
-    "durakit_current_workflow", default=None
-)
 IN_STEP: contextvars.ContextVar[bool] = contextvars.ContextVar("durakit_in_step", default=False)
 
 SEND, RECV, SLEEP = "durakit.send", "durakit.recv", "durakit.sleep"
@@ -146,6 +142,17 @@ class WorkflowContext:
         if verdict is not WriteResult.OK:
             raise self._refused(verdict)
 
+    def _checkpoint_outcome(self, step: StepRecord) -> None:
+        """Record the outcome of a step that ran. A cancel that came while it ran does
+        not refuse it (running steps are not interrupted, and a resume must not run
+        this one again): the outcome is kept and the body stops at its next durable
+        operation instead -- also when the cancel was made elsewhere, unseen until now."""
+        verdict = self._call(self._engine.store.record_step, self.fence, step, while_cancelled=True)
+        if verdict is WriteResult.RECORDED_WHILE_CANCELLED:
+            self.request_interrupt(WorkflowCancelledSignal(self.workflow_id))
+        elif verdict is not WriteResult.OK:
+            raise self._refused(verdict)
+
     def _wait(self, until: float | None, poll: float | None = None) -> None:
         """Sleep until ``until`` (clock time), the deadline, an interrupt, or a poll."""
         if self._deadline is not None:
@@ -198,7 +205,7 @@ class WorkflowContext:
                 except Exception as exc:  # noqa: BLE001 - recorded like the step raised it
                     errors = [exc]
                     break
-                self._checkpoint(
+                self._checkpoint_outcome(
                     StepRecord(
                         step_id=step_id,
                         name=step_name,
@@ -229,7 +236,7 @@ class WorkflowContext:
         # The workflow catches the rebuilt exception, as a replay would: the same class,
         # args and JSON attributes, and nothing that only the live object had.
         text, rebuilt = ser.roundtrip_error(error)
-        self._checkpoint(
+        self._checkpoint_outcome(
             StepRecord(
                 step_id=step_id,
                 name=step_name,

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from durakit.api.status import WorkflowStatus
 from durakit.api.validation import check_duration
+from durakit.api.waiting import Deadline, poll_store
 from durakit.core.errors import (
     AwaitedWorkflowCancelledError,
     DeadLetterQueueError,
@@ -114,37 +115,31 @@ class EngineHandle(Generic[R]):
         return self._engine.get_workflow_status(self._workflow_id)
 
     def get_result(self, timeout: float | timedelta | None = None) -> R:
-        clock = self._engine.clock
         limit = seconds(timeout)
-        until = None if limit is None else clock.now() + limit
+        # Outside a workflow the caller's real time, inside one the engine's clock.
+        deadline = Deadline(self._engine.clock, limit)
         live = self._live
         if live is not None:
-            if not clock.wait(live.done, until):
+            if not deadline.wait(live.done):
                 raise self._timed_out(limit)
             if live.known:
                 if live.error is not None:
                     raise live.error
                 value: R = live.value
                 return value
-        return self._result_from_store(until, limit)
+        record = poll_store(self._engine.hub, f"wf:{self._workflow_id}", deadline, self._finished)
+        if record is None:
+            raise self._timed_out(limit)
+        return self._outcome(record)
 
-    def _result_from_store(self, until: float | None, limit: float | None) -> R:
-        engine = self._engine
-        backoff = engine.hub.backoff()
-        with engine.hub.listening(f"wf:{self._workflow_id}") as event:
-            while True:
-                event.clear()
-                record = engine.store.get_workflow(self._workflow_id)
-                if record is None:
-                    raise NonExistentWorkflowError(
-                        f"workflow {self._workflow_id!r} does not exist",
-                        workflow_id=self._workflow_id,
-                    )
-                if record.status in FINISHED:
-                    return self._outcome(record)
-                if until is not None and engine.clock.now() >= until:
-                    raise self._timed_out(limit)
-                engine.clock.wait(event, until, poll=backoff.next())
+    def _finished(self) -> WorkflowRecord | None:
+        """The workflow's row if it has finished; NonExistentWorkflowError if it is gone."""
+        record = self._engine.store.get_workflow(self._workflow_id)
+        if record is None:
+            raise NonExistentWorkflowError(
+                f"workflow {self._workflow_id!r} does not exist", workflow_id=self._workflow_id
+            )
+        return record if record.status in FINISHED else None
 
     def _outcome(self, record: WorkflowRecord) -> R:
         wid = self._workflow_id

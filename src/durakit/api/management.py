@@ -9,6 +9,7 @@ import uuid
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
+from durakit.api import retention
 from durakit.api.clock import Clock, now_ms
 from durakit.api.handle import EngineHandle, WorkflowHandle, seconds
 from durakit.api.registry import Registry
@@ -22,7 +23,7 @@ from durakit.api.validation import (
     possible_ids,
     storable,
 )
-from durakit.api.waiting import WakeHub
+from durakit.api.waiting import Deadline, WakeHub, poll_store
 from durakit.core.errors import (
     ConflictingIDError,
     DurakitTimeoutError,
@@ -240,7 +241,9 @@ class Management:
     # -- control --------------------------------------------------------------------------
     def cancel_workflow(self, workflow_id: str, *, cascade: bool = True) -> None:
         """Mark the workflow CANCELLED now; a running body stops at its next durable
-        operation (a running step is not interrupted). No-op if already finished.
+        operation. A running step is not interrupted: its outcome is recorded (a resume
+        does not run it again), and a body that returns right after it leaves the
+        workflow CANCELLED. No-op if already finished.
 
         With ``cascade`` (the default) its child workflows are cancelled too, except
         those started with ``detached=True``.
@@ -285,20 +288,29 @@ class Management:
     ) -> Any:
         """Wait up to ``timeout`` for the workflow's event; DurakitTimeoutError after."""
         check_identifiers(workflow_id=workflow_id, key=key)
-        until = self.clock.now() + (seconds(timeout) or 0.0)
-        backoff = self.hub.backoff()
-        with self.hub.listening(f"evt:{workflow_id}") as event:
-            while True:
-                event.clear()
-                payload = self.store.get_event(workflow_id, key)
-                if payload is not None:
-                    return self.serializer.loads(payload, type, what=f"event {key!r}")
-                if self.clock.now() >= until:
-                    raise DurakitTimeoutError(
-                        f"event {key!r} of workflow {workflow_id!r} was not set within {timeout}",
-                        workflow_id=workflow_id,
-                    )
-                self.clock.wait(event, until, poll=backoff.next())
+        # Outside a workflow the caller's real time, inside one the engine's clock.
+        deadline = Deadline(self.clock, seconds(timeout) or 0.0)
+        payload = poll_store(
+            self.hub, f"evt:{workflow_id}", deadline, lambda: self.store.get_event(workflow_id, key)
+        )
+        if payload is None:
+            raise DurakitTimeoutError(
+                f"event {key!r} of workflow {workflow_id!r} was not set within {timeout}",
+                workflow_id=workflow_id,
+            )
+        return self.serializer.loads(payload, type, what=f"event {key!r}")
+
+    def garbage_collect(self, older_than: timedelta | datetime, keep: int | None = None) -> int:
+        """Delete finished workflows (SUCCESS, ERROR, CANCELLED,
+        MAX_RECOVERY_ATTEMPTS_EXCEEDED) last updated before the cutoff, with their
+        steps, messages and events, in bounded batches; return how many were deleted.
+
+        ``older_than`` is an age (a timedelta, on the engine's clock) or a cutoff (an
+        aware datetime). ``keep=N`` spares the N most recently finished workflows
+        whatever their age. PENDING and ENQUEUED workflows are never deleted, nor a
+        child whose parent is still PENDING or ENQUEUED.
+        """
+        return retention.garbage_collect(self.store, self.clock, older_than, keep)
 
 
 def _type_name(type_: Any) -> str:

@@ -12,7 +12,11 @@ import uuid
 from durakit.api.clock import now_ms
 from durakit.api.running import Runner
 from durakit.api.validation import possible_ids, storable
-from durakit.core.errors import StoreUnavailableError, WorkflowCancelledSignal
+from durakit.core.errors import (
+    InitializationError,
+    StoreUnavailableError,
+    WorkflowCancelledSignal,
+)
 from durakit.core.records import WorkflowQuery, WorkflowRecord
 from durakit.core.retry import should_dead_letter
 from durakit.core.status import StatusType, WorkflowEvent
@@ -40,19 +44,23 @@ class Recovery(Runner):
             running[0].request_interrupt(WorkflowCancelledSignal(workflow_id))
 
     # -- recovery, cancellation, expiry ------------------------------------------------------
-    def _recover_later(self, workflow_id: str) -> None:
-        """Retry recovering one workflow whose execution stopped on a store outage, in
-        the background, until the store answers (or the engine stops)."""
+    def _recover_later(self, workflow_id: str, first_delay: float = 0.5) -> None:
+        """Retry recovering one workflow whose execution stopped without an outcome (on a
+        store outage, or on a shutdown the engine was relaunched after), in the
+        background, until the store answers (or the engine stops)."""
 
         def retry() -> None:
-            delay = 0.5
+            delay = first_delay
             while not self._stopping:
                 time.sleep(delay)
+                delay = min(max(delay, 0.25) * 2, 10.0)
                 try:
                     self.recover_pending_workflows(workflow_ids=[workflow_id])
+                    self._store_health().up()
                 except StoreUnavailableError:
-                    delay = min(delay * 2, 10.0)
                     continue
+                except InitializationError:
+                    return  # shut down meanwhile: the next launch recovers it
                 return
 
         threading.Thread(target=retry, name=f"durakit-retry-{workflow_id}", daemon=True).start()

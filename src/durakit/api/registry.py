@@ -6,10 +6,12 @@ import hashlib
 import inspect
 import typing
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 import attrs
 
+from durakit.api.schedules import check_cron
 from durakit.api.serialization import UNKNOWN
 from durakit.api.validation import check_function, check_identifier
 from durakit.api.workflow import Workflow
@@ -96,6 +98,13 @@ class Registry:
                 f"workflow {wf_name!r}: max_recovery_attempts must be >= 0"
             )
         takes_input, input_type, output_type = _inspect(fn)
+        if schedule is not None:
+            check_cron(wf_name, schedule)
+            if not takes_input or input_type not in (datetime, UNKNOWN):
+                raise ConflictingRegistrationError(
+                    f"workflow {wf_name!r} has a schedule, so it must take the tick as its "
+                    "input: (ctx, tick: datetime)"
+                )
         defn = WorkflowDef(
             name=wf_name,
             fn=fn,

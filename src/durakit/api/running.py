@@ -12,12 +12,14 @@ from typing import TYPE_CHECKING, Any, cast
 from durakit.api.clock import Clock, TracksWorkflows, now_ms
 from durakit.api.config import Config
 from durakit.api.deadlines import DeadlineWatcher
-from durakit.api.execution import CURRENT, WorkflowContext
+from durakit.api.execution import WorkflowContext
 from durakit.api.handle import EngineHandle, Outcome
 from durakit.api.management import Control
 from durakit.api.registry import Registry, WorkflowDef
 from durakit.api.serialization import Serializer
-from durakit.api.waiting import WakeHub
+from durakit.api.waiting import CURRENT, WakeHub
+from durakit.backends.health import StoreHealth
+from durakit.backends.protocol import ReportsHealth
 from durakit.core.errors import StoreUnavailableError, StoreUnavailableSignal, WorkflowInterrupted
 from durakit.core.records import StepRecord, WorkflowRecord, WriteResult
 from durakit.core.status import StatusType, WorkflowEvent
@@ -29,6 +31,14 @@ if TYPE_CHECKING:
 Logger = logging.Logger
 
 _SLOTS = "slots"  # hub key: a max_concurrent_workflows slot was freed
+
+
+class EngineStopped(WorkflowInterrupted):
+    """The engine shut down while this execution ran: it stops, leaving the workflow
+    PENDING for the next launch to recover."""
+
+    def __init__(self, workflow_id: str) -> None:
+        super().__init__(workflow_id, "engine shut down")
 
 
 class Runner(Control):
@@ -48,11 +58,24 @@ class Runner(Control):
     _stopping: bool
     _slots: threading.BoundedSemaphore | None
     _deadlines: DeadlineWatcher
+    _launched: bool
     _tracker: TracksWorkflows | None
     _finishing: set[WorkflowContext]
 
-    def _recover_later(self, workflow_id: str) -> None:
+    def _recover_later(self, workflow_id: str, first_delay: float = 0.5) -> None:
         raise NotImplementedError
+
+    _own_health: StoreHealth | None = None  # for a store that keeps no health itself
+
+    def _store_health(self) -> StoreHealth:
+        """The up/down tracker outages of this engine's store are logged by."""
+        store = self.store
+        if isinstance(store, ReportsHealth):
+            return store.health
+        if self._own_health is None:
+            # Told only of pauses (confirmed) and of recoveries: no flapping to smooth.
+            self._own_health = StoreHealth(f"the store {store!r}", self.log, grace_s=0.0)
+        return self._own_health
 
     # -- executing ---------------------------------------------------------------------
     def _spawn(
@@ -88,10 +111,13 @@ class Runner(Control):
                 if self._slots is not None:
                     self._slots.release()
                     self.hub.notify(_SLOTS)
-        except (StoreUnavailableSignal, StoreUnavailableError):
+        except (StoreUnavailableSignal, StoreUnavailableError) as exc:
             outcome.set_unknown()
             if not self._stopping:
-                self.log.warning("workflow %s paused: the store is unavailable", wid)
+                # One warning per outage (the store's health), not one per workflow.
+                cause = exc if isinstance(exc, StoreUnavailableError) else exc.__cause__
+                self._store_health().down(str(cause or exc), confirmed=True)
+                self.log.debug("workflow %s paused: the store is unavailable", wid)
                 self._recover_later(wid)
         except WorkflowInterrupted:
             outcome.set_unknown()
@@ -113,12 +139,24 @@ class Runner(Control):
                     del self._active[wid]
                 self._threads.discard(threading.current_thread())
                 self._finishing.discard(ctx)
+                # Stopped by a shutdown, but the engine was launched again before this
+                # thread ended (a step outlasted the shutdown's wait): that launch's
+                # recovery skipped the workflow as still running here, so nobody else
+                # will resume it. Read under the lock that recovery's check takes.
+                orphaned = (
+                    ours
+                    and not outcome.known
+                    and isinstance(ctx.interrupt, EngineStopped)
+                    and self._launched
+                )
             if ours:
                 self._deadlines.unwatch(wid)
             self.hub.notify(f"wf:{wid}")
             CURRENT.reset(token)
             if self._tracker is not None:
                 self._tracker.workflow_finished()
+            if orphaned:
+                self._recover_later(wid, first_delay=0.0)
 
     def _take_slot(self) -> None:
         """Wait for a free slot under ``max_concurrent_workflows``, through the clock,

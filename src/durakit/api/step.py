@@ -11,9 +11,10 @@ import functools
 from collections.abc import Callable
 from typing import Any, Generic, ParamSpec, TypeVar
 
-from durakit.api.execution import CURRENT, DERIVED_STEP_NAME, IN_STEP, step_name_of
+from durakit.api.execution import DERIVED_STEP_NAME, IN_STEP, step_name_of
 from durakit.api.serialization import declared_return_type
 from durakit.api.validation import check_duration, check_function, check_identifier
+from durakit.api.waiting import CURRENT
 from durakit.core.retry import RetryPolicy
 
 P = ParamSpec("P")

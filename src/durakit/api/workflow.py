@@ -17,7 +17,7 @@ from __future__ import annotations
 import functools
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
-from durakit.api.execution import CURRENT
+from durakit.api.waiting import CURRENT
 
 if TYPE_CHECKING:
     from durakit.api.context import Context

@@ -12,7 +12,7 @@ from collections import deque
 
 import attrs
 
-from durakit.core import rows, transitions
+from durakit.core import retention, rows, transitions
 from durakit.core.errors import QueueDeduplicatedError
 from durakit.core.records import (
     Fence,
@@ -73,6 +73,7 @@ class MemoryStore:
         """Nothing to migrate in memory."""
 
     def close(self) -> None:
+        """Nothing to release: the data stays, and an engine launched again uses it."""
         self._closed = True
 
     # -- workflows -------------------------------------------------------------
@@ -107,11 +108,13 @@ class MemoryStore:
             found = [r for r in self._workflows.values() if matches(r, query)]
         return page(found, query)
 
-    def _fence_check(self, fence: Fence) -> WriteResult:
+    def _fence_check(self, fence: Fence, *, while_cancelled: bool = False) -> WriteResult:
         rec = self._workflows.get(fence.workflow_id)
         if rec is None:
             return rows.fence_verdict(None, None, fence.owner)
-        return rows.fence_verdict(rec.status, rec.owner, fence.owner)
+        return rows.fence_verdict(
+            rec.status, rec.owner, fence.owner, while_cancelled=while_cancelled
+        )
 
     def finish_workflow(self, fence: Fence, update: WorkflowUpdate) -> WriteResult:
         transitions.check_finish(fence, update)
@@ -134,6 +137,19 @@ class MemoryStore:
             self._workflows[workflow_id] = new
             return new
 
+    def delete_finished(self, cutoff_ms: int, keep: int | None, limit: int) -> int:
+        with self._lock:
+            doomed = retention.collectable(self._workflows.values(), cutoff_ms, keep, limit)
+            for wid in doomed:
+                del self._workflows[wid]
+                self._steps.pop(wid, None)
+            gone = set(doomed)
+            for key in [k for k in self._messages if k[0] in gone]:
+                del self._messages[key]
+            for key in [k for k in self._events if k[0] in gone]:
+                del self._events[key]
+            return len(doomed)
+
     # -- steps -----------------------------------------------------------------
     def load_steps(self, workflow_id: str) -> list[StepRecord]:
         with self._lock:
@@ -147,12 +163,15 @@ class MemoryStore:
         steps[step.step_id] = step
         return WriteResult.OK
 
-    def record_step(self, fence: Fence, step: StepRecord) -> WriteResult:
+    def record_step(
+        self, fence: Fence, step: StepRecord, *, while_cancelled: bool = False
+    ) -> WriteResult:
         with self._lock:
-            verdict = self._fence_check(fence)
-            if verdict is not WriteResult.OK:
+            verdict = self._fence_check(fence, while_cancelled=while_cancelled)
+            if not verdict.written:
                 return verdict
-            return self._insert_step(fence.workflow_id, step)
+            inserted = self._insert_step(fence.workflow_id, step)
+            return verdict if inserted is WriteResult.OK else inserted
 
     def copy_steps(self, source_id: str, target_id: str, below_step: int) -> int:
         with self._lock:

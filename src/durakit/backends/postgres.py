@@ -28,6 +28,13 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+from durakit.backends.dsn import mask_secrets
+from durakit.backends.health import StoreHealth
+from durakit.backends.postgres_errors import (
+    connect_reason,
+    describe_target,
+    is_permanent_connect_error,
+)
 from durakit.backends.postgres_listen import Listener
 from durakit.backends.postgres_pool import Conn, RetryingPool
 from durakit.backends.postgres_schema import (
@@ -49,7 +56,6 @@ from durakit.backends.postgres_sql import (
     workflow_params,
 )
 from durakit.backends.updates import update_params
-from durakit.backends.urls import mask_password
 from durakit.core import rows
 from durakit.core.errors import InitializationError, QueueDeduplicatedError
 from durakit.core.records import (
@@ -61,6 +67,8 @@ from durakit.core.records import (
     WorkflowRecord,
     WriteResult,
 )
+from durakit.core.retention import ACTIVE
+from durakit.core.status import FINISHED
 from durakit.core.transitions import WorkflowUpdate, check_finish
 
 __all__ = ["PostgresStore"]
@@ -69,13 +77,32 @@ _CONNECT_DEFAULTS: Final = {"application_name": "durakit", "connect_timeout": "1
 _LISTEN_WAIT_S: Final = 5.0  # subscribe() waits this long, at most, for LISTEN to be active
 
 
+def _refuse_permanent_failure(conninfo: str, target: str, health: StoreHealth) -> None:
+    """One direct connection attempt, before the pool starts: a wrong database, role,
+    password or option raises :class:`InitializationError` with the server's reason now,
+    instead of the pool retrying it for the whole retry budget. A transient failure (the
+    server is down) is left to the pool's retries."""
+    try:
+        psycopg.connect(conninfo, autocommit=True).close()
+    except psycopg.Error as exc:
+        reason = mask_secrets(connect_reason(exc))
+        if is_permanent_connect_error(exc):
+            raise InitializationError(f"cannot connect to Postgres ({target}): {reason}") from exc
+        health.down(reason)
+
+
 class PostgresStore:
     """A :class:`~durakit.backends.protocol.SystemStore` on PostgreSQL, with push wake-ups.
 
     ``url`` is a libpq connection string or ``postgresql://`` URL; every table lives in
-    ``schema`` (created by :meth:`migrate`). The pool keeps ``min_size`` to ``max_size``
-    connections; a call that loses its connection retries for up to ``retry_timeout``
-    seconds before raising the last ``psycopg`` error. Also implements
+    ``schema`` (created by :meth:`migrate`). Opening the store makes one connection
+    attempt: a configuration the server refuses (no such database or role, a wrong
+    password, no ``pg_hba.conf`` entry, no CONNECT privilege, an invalid option or
+    ``sslmode``, an unknown host) raises ``InitializationError`` with the server's
+    reason at once. The pool keeps ``min_size`` to ``max_size`` connections; a call that
+    cannot reach the server retries for up to ``retry_timeout`` seconds before raising
+    ``StoreUnavailableError`` with the server's reason. Outages are logged by
+    :attr:`health`, once when they start and once when they end. Also implements
     :class:`~durakit.backends.protocol.PushNotifications` with one LISTEN connection,
     opened on the first :meth:`subscribe`.
     """
@@ -94,7 +121,7 @@ class PostgresStore:
             info = conninfo_to_dict(url)
         except psycopg.ProgrammingError as exc:
             raise InitializationError(
-                f"invalid Postgres URL {mask_password(url)!r}: {exc}"
+                f"invalid Postgres URL {mask_secrets(url)!r}: {exc}"
             ) from None
         # Defaults the URL may override: sessions named in pg_stat_activity, and a bound
         # on connection attempts so a blackholed server cannot hang a pool worker.
@@ -103,6 +130,9 @@ class PostgresStore:
             url = make_conninfo(url, **extra)
         self._conninfo = url
         self._schema = schema
+        self._target = describe_target(url)
+        self._health = StoreHealth(f"Postgres ({self._target}, schema {schema!r})")
+        _refuse_permanent_failure(url, self._target, self._health)
         self._channel = channel_name(schema)
         self._sql = Statements(quote_ident(schema), sql.Literal(self._channel).as_string())
         self._db = RetryingPool(
@@ -111,13 +141,19 @@ class PostgresStore:
             min_size=min_size,
             max_size=max_size,
             retry_timeout=retry_timeout,
+            health=self._health,
         )
         self._lock = threading.Lock()
         self._listener: Listener | None = None
         self._closed = False
 
     def __repr__(self) -> str:
-        return f"PostgresStore(schema={self._schema!r})"
+        return f"PostgresStore({self._target}, schema={self._schema!r})"
+
+    @property
+    def health(self) -> StoreHealth:
+        """Whether the server answers; outages are logged here once, not per call."""
+        return self._health
 
     # -- lifecycle ------------------------------------------------------------------
     def migrate(self) -> None:
@@ -150,7 +186,7 @@ class PostgresStore:
                 raise RuntimeError("subscribe() on a closed PostgresStore")
             listener = self._listener
             if listener is None:
-                listener = self._listener = Listener(self._conninfo, self._channel)
+                listener = self._listener = Listener(self._conninfo, self._channel, self._health)
                 listener.start()
             listener.add(callback)
         # Outside the lock: close() must not wait for an unreachable database.
@@ -262,6 +298,23 @@ class PostgresStore:
 
         return self._db.run(op)
 
+    def delete_finished(self, cutoff_ms: int, keep: int | None, limit: int) -> int:
+        """Delete one batch of collectable workflows (see the protocol)."""
+        params: Params = {
+            "finished": sorted(st.value for st in FINISHED),
+            "active": sorted(st.value for st in ACTIVE),
+            "cutoff": cutoff_ms,
+            "keep": keep or 0,
+            "limit": limit,
+        }
+
+        def op(conn: Conn, _retried: bool) -> int:
+            # A retry after an ambiguous commit deletes the next batch instead: the caller
+            # loops until a batch is empty, so the total stays right either way.
+            return len(conn.execute(self._sql.delete_finished, params).fetchall())
+
+        return self._db.run(op)
+
     # -- steps ----------------------------------------------------------------------
     def load_steps(self, workflow_id: str) -> list[StepRecord]:
         """Every recorded step of the workflow, by ``step_id``."""
@@ -273,22 +326,35 @@ class PostgresStore:
         return self._db.run(op)
 
     def _fenced_write(
-        self, statement: str, params: Params, fence: Fence, step: StepRecord
+        self,
+        statement: str,
+        params: Params,
+        fence: Fence,
+        step: StepRecord,
+        *,
+        while_cancelled: bool = False,
     ) -> WriteResult:
         def op(conn: Conn, retried: bool) -> WriteResult:
             while True:
                 if conn.execute(statement, params, prepare=True).fetchone() is not None:
                     return WriteResult.OK
-                verdict = explain_refusal(conn, self._sql, retried, fence, step)
+                verdict = explain_refusal(
+                    conn, self._sql, retried, fence, step, while_cancelled=while_cancelled
+                )
                 if verdict is not None:
                     return verdict
 
         return self._db.run(op)
 
-    def record_step(self, fence: Fence, step: StepRecord) -> WriteResult:
-        """Insert the checkpoint, fenced: one round trip on the hot path."""
+    def record_step(
+        self, fence: Fence, step: StepRecord, *, while_cancelled: bool = False
+    ) -> WriteResult:
+        """Insert the checkpoint, fenced: one round trip on the hot path (a PENDING row
+        of ours); a step recorded while cancelled takes the cold path's two more."""
         params = step_params(fence.workflow_id, fence.owner, step)
-        return self._fenced_write(self._sql.record_step, params, fence, step)
+        return self._fenced_write(
+            self._sql.record_step, params, fence, step, while_cancelled=while_cancelled
+        )
 
     def copy_steps(self, source_id: str, target_id: str, below_step: int) -> int:
         """Copy the source's steps below ``below_step`` to the target, keeping existing ones."""

@@ -18,6 +18,9 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+from durakit.backends.health import StoreHealth
+from durakit.backends.postgres_errors import connect_reason
+
 RECHECK_ALL: Final = "*"
 """Key passed to callbacks after a reconnection: notifications may have been lost."""
 
@@ -39,12 +42,13 @@ logger = logging.getLogger(__name__)
 class Listener:
     """LISTENs on one channel and calls every callback with each notification's payload."""
 
-    def __init__(self, conninfo: str, channel: str) -> None:
+    def __init__(self, conninfo: str, channel: str, health: StoreHealth) -> None:
         given = conninfo_to_dict(conninfo)
         self._conninfo = make_conninfo(
             conninfo, **{k: v for k, v in _KEEPALIVES.items() if k not in given}
         )
         self._channel = channel
+        self._health = health
         self._callbacks: list[Callable[[str], None]] = []
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -96,6 +100,7 @@ class Listener:
                     self._listening.set()
                     delay = _MIN_DELAY_S
                     if missed:
+                        self._health.up()
                         self._dispatch(RECHECK_ALL)
                         missed = False
                     while not self._stop.is_set():
@@ -104,7 +109,9 @@ class Listener:
             except psycopg.Error as exc:
                 missed = True
                 self._listening.clear()
-                logger.info("durakit listener lost its connection (%s); reconnecting", exc)
+                # Logged once per outage by the store's health, not once per attempt.
+                self._health.down(connect_reason(exc))
+                logger.debug("durakit listener lost its connection (%s); reconnecting", exc)
                 # Jittered exponential backoff, interruptible by stop().
                 self._stop.wait(delay * random.uniform(0.5, 1.0))  # noqa: S311 - jitter
                 delay = min(_MAX_DELAY_S, delay * 2)

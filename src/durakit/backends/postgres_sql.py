@@ -79,16 +79,17 @@ def step_params(workflow_id: str, owner: str, step: StepRecord) -> Params:
     return params
 
 
-def _fenced_step_insert(s: str, returning: str, also: str = "") -> str:
+def _fenced_step_insert(s: str, returning: str, also: str = "", status: str = "PENDING") -> str:
     # The one place a checkpoint is written; see the module docstring for FOR SHARE.
     # Parameters are cast because in INSERT ... SELECT an untyped NULL would be text.
+    # ``status`` is a constant of this module, never user input.
     return f"""
         INSERT INTO {s}.steps (workflow_id, {_STEP_COLS})
         SELECT w.workflow_id, %(step_id)s::bigint, %(name)s::text, %(output)s::text,
                %(error)s::text, %(child_workflow_id)s::text, %(started_at)s::bigint,
                %(completed_at)s::bigint
         FROM {s}.workflows AS w
-        WHERE w.workflow_id = %(wf)s AND w.owner = %(owner)s AND w.status = 'PENDING'{also}
+        WHERE w.workflow_id = %(wf)s AND w.owner = %(owner)s AND w.status = '{status}'{also}
         FOR SHARE OF w
         ON CONFLICT DO NOTHING
         RETURNING {returning}"""
@@ -142,11 +143,50 @@ class Statements:
               AND (%(fence_owner)s::text IS NULL OR owner = %(fence_owner)s::text)
             RETURNING {_WF_COLS}, pg_notify({channel}, 'wf:' || workflow_id)"""
 
+        # Garbage collection, one batch per statement: core.retention.collectable in SQL,
+        # the doomed rows locked (SKIP LOCKED: a row another transaction is changing, a
+        # resume for one, waits for the next batch), then deleted with their steps,
+        # waiting messages and events.
+        self.delete_finished = f"""
+            WITH doomed AS (
+                SELECT w.workflow_id FROM {s}.workflows AS w
+                WHERE w.status = ANY(%(finished)s::text[])
+                  AND w.updated_at < %(cutoff)s
+                  AND w.workflow_id NOT IN (
+                      SELECT workflow_id FROM {s}.workflows
+                      WHERE status = ANY(%(finished)s::text[])
+                      ORDER BY updated_at DESC, workflow_id COLLATE "C" DESC
+                      LIMIT %(keep)s)
+                  AND NOT EXISTS (
+                      SELECT 1 FROM {s}.workflows AS p
+                      WHERE p.workflow_id = w.parent_workflow_id
+                        AND p.status = ANY(%(active)s::text[]))
+                ORDER BY w.updated_at, w.workflow_id COLLATE "C"
+                LIMIT %(limit)s
+                FOR UPDATE SKIP LOCKED
+            ),
+            steps AS (
+                DELETE FROM {s}.steps WHERE workflow_id IN (SELECT workflow_id FROM doomed)
+            ),
+            messages AS (
+                DELETE FROM {s}.messages
+                WHERE destination_id IN (SELECT workflow_id FROM doomed)
+            ),
+            events AS (
+                DELETE FROM {s}.events WHERE workflow_id IN (SELECT workflow_id FROM doomed)
+            )
+            DELETE FROM {s}.workflows WHERE workflow_id IN (SELECT workflow_id FROM doomed)
+            RETURNING 1"""
+
         self.load_steps = (
             f"SELECT {_STEP_COLS} FROM {s}.steps WHERE workflow_id = %s ORDER BY step_id"
         )
 
         self.record_step = _fenced_step_insert(s, "1")
+        # The cold path of a step's own outcome when its workflow was cancelled during
+        # the step (``while_cancelled``): the same fence, on a CANCELLED row. Its WHERE
+        # pins the status, so a row returned means "recorded while cancelled", exactly.
+        self.record_step_cancelled = _fenced_step_insert(s, "1", status=StatusType.CANCELLED.value)
 
         # The cold path of every fenced write: why did it write nothing? One snapshot of
         # the workflow row and of the step (if any) at that position.
@@ -348,24 +388,36 @@ def read_fence_state(
     return FenceState(status, owner, output, error, updated_at, step)
 
 
-def fence_verdict(state: FenceState, owner: str) -> WriteResult:
+def fence_verdict(state: FenceState, owner: str, *, while_cancelled: bool = False) -> WriteResult:
     """May ``owner`` write? The core's rule on the snapshot."""
     status = None if state.status is None else StatusType(state.status)
-    return rows.fence_verdict(status, state.owner, owner)
+    return rows.fence_verdict(status, state.owner, owner, while_cancelled=while_cancelled)
 
 
 def explain_refusal(
-    conn: Conn, statements: Statements, retried: bool, fence: Fence, step: StepRecord
+    conn: Conn,
+    statements: Statements,
+    retried: bool,
+    fence: Fence,
+    step: StepRecord,
+    *,
+    while_cancelled: bool = False,
 ) -> WriteResult | None:
     """Why a fenced step write inserted nothing; None if it should simply run again.
 
     After an ambiguous commit (``retried``), a recorded step identical to ``step`` is
-    our own first attempt, so the write is reported OK rather than DUPLICATE.
+    our own first attempt, so the write is reported written rather than DUPLICATE. With
+    ``while_cancelled`` (a step's own outcome), a row that is CANCELLED but still ours
+    gets the step here, and the answer is RECORDED_WHILE_CANCELLED.
     """
     state = read_fence_state(conn, statements, fence.workflow_id, step.step_id)
-    verdict = fence_verdict(state, fence.owner)
-    if verdict is not WriteResult.OK:
+    verdict = fence_verdict(state, fence.owner, while_cancelled=while_cancelled)
+    if not verdict.written:
         return verdict
     if state.step is None:
+        if verdict is WriteResult.RECORDED_WHILE_CANCELLED:
+            params = step_params(fence.workflow_id, fence.owner, step)
+            if conn.execute(statements.record_step_cancelled, params).fetchone() is not None:
+                return verdict
         return None  # the row changed between the two statements
-    return WriteResult.OK if retried and state.step == step else WriteResult.DUPLICATE
+    return verdict if retried and state.step == step else WriteResult.DUPLICATE

@@ -7,7 +7,8 @@ engine. Every method may be called from many threads at once.
 
 *Fenced* writes take a :class:`~durakit.core.records.Fence` (workflow ID + owner token):
 they write only while the workflow row is PENDING and its ``owner`` equals the token,
-and otherwise write nothing and say why with a :class:`WriteResult`. This is what keeps
+and otherwise write nothing and say why with a :class:`WriteResult` (one exception:
+``record_step(..., while_cancelled=True)``). This is what keeps
 a stale execution (a zombie process, a superseded recovery) from recording anything.
 """
 
@@ -16,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Protocol, runtime_checkable
 
+from durakit.backends.health import StoreHealth
 from durakit.core.records import (
     Fence,
     InsertResult,
@@ -90,9 +92,19 @@ class StepStore(Protocol):
         """Every recorded step of the workflow, by ``step_id`` ascending."""
         ...
 
-    def record_step(self, fence: Fence, step: StepRecord) -> WriteResult:
+    def record_step(
+        self, fence: Fence, step: StepRecord, *, while_cancelled: bool = False
+    ) -> WriteResult:
         """Insert the checkpoint. Fenced; DUPLICATE if that step ID is already recorded
-        (nothing is overwritten); CANCELLED if the workflow was cancelled."""
+        (nothing is overwritten); CANCELLED if the workflow was cancelled.
+
+        ``while_cancelled`` is for the outcome of a step the execution ran (never for a
+        sleep, recv, send, event or child start): it is also written when the row is
+        CANCELLED but still carries ``fence.owner`` -- the workflow was cancelled while
+        this execution was inside the step, and the step is not run again on resume --
+        and the answer is then RECORDED_WHILE_CANCELLED. The decision is
+        :func:`durakit.core.rows.fence_verdict`.
+        """
         ...
 
     def copy_steps(self, source_id: str, target_id: str, below_step: int) -> int:
@@ -147,7 +159,20 @@ class MessageStore(Protocol):
         ...
 
 
-class SystemStore(WorkflowStore, StepStore, MessageStore, Protocol):
+class RetentionStore(Protocol):
+    """Garbage collection of finished workflows."""
+
+    def delete_finished(self, cutoff_ms: int, keep: int | None, limit: int) -> int:
+        """Delete at most ``limit`` collectable workflows, oldest first, with their
+        steps, the messages waiting for them and their events, in one transaction;
+        return how many were deleted. Collectable is
+        :func:`durakit.core.retention.collectable`: finished, last updated before
+        ``cutoff_ms``, not among the ``keep`` most recently finished, and not the child
+        of an active (PENDING or ENQUEUED) parent."""
+        ...
+
+
+class SystemStore(WorkflowStore, StepStore, MessageStore, RetentionStore, Protocol):
     """Everything the engine needs from a store, plus its lifecycle."""
 
     def migrate(self) -> None:
@@ -170,4 +195,18 @@ class PushNotifications(Protocol):
 
     def subscribe(self, callback: Callable[[str], None]) -> None:
         """Call ``callback(key)`` from a background thread on each notification."""
+        ...
+
+
+@runtime_checkable
+class ReportsHealth(Protocol):
+    """Optional: the store keeps one :class:`~durakit.backends.health.StoreHealth`.
+
+    Its own retries report to it, and so does the engine when a workflow pauses on an
+    outage, so an outage is logged once when it starts and once when it ends.
+    """
+
+    @property
+    def health(self) -> StoreHealth:
+        """This store's up/down tracker."""
         ...

@@ -21,6 +21,8 @@ import attrs
 from sqlite_utils import Database
 
 from durakit.backends import sqlite_schema
+from durakit.backends.health import StoreHealth
+from durakit.backends.sqlite_errors import SQLiteFileError
 from durakit.backends.sqlite_pool import ConnectionPool
 from durakit.backends.updates import update_params
 from durakit.core import rows
@@ -34,8 +36,9 @@ from durakit.core.records import (
     WorkflowRecord,
     WriteResult,
 )
+from durakit.core.retention import ACTIVE
 from durakit.core.rows import fence_verdict
-from durakit.core.status import StatusType
+from durakit.core.status import FINISHED, StatusType
 from durakit.core.transitions import WorkflowUpdate, check_finish
 
 _WF_COLUMNS: Final = (
@@ -62,6 +65,10 @@ _FENCE: Final = (
 _INSERT_STEP_FENCED: Final = (
     f"INSERT INTO steps (workflow_id, {_STEP_SELECT}) SELECT ?, ?, ?, ?, ?, ?, ?, ? "
     f"WHERE {_FENCE} ON CONFLICT (workflow_id, step_id) DO NOTHING"
+)
+_INSERT_STEP: Final = (
+    f"INSERT INTO steps (workflow_id, {_STEP_SELECT}) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+    "ON CONFLICT (workflow_id, step_id) DO NOTHING"
 )
 
 
@@ -116,27 +123,65 @@ _APPLY_UPDATE: Final = f"""
     RETURNING {_WF_SELECT}"""
 
 
+# Garbage collection: core.retention.collectable in SQL (finished, older than the cutoff,
+# not among the ``keep`` newest finished, not the child of an active parent), oldest first.
+_COLLECTABLE: Final = """
+    SELECT w.workflow_id FROM workflows AS w
+    WHERE w.status IN (SELECT value FROM json_each(:finished))
+      AND w.updated_at < :cutoff
+      AND w.workflow_id NOT IN (
+          SELECT workflow_id FROM workflows
+          WHERE status IN (SELECT value FROM json_each(:finished))
+          ORDER BY updated_at DESC, workflow_id DESC
+          LIMIT :keep)
+      AND NOT EXISTS (
+          SELECT 1 FROM workflows AS p
+          WHERE p.workflow_id = w.parent_workflow_id
+            AND p.status IN (SELECT value FROM json_each(:active)))
+    ORDER BY w.updated_at, w.workflow_id
+    LIMIT :limit"""
+
+_DELETE_COLLECTED: Final = tuple(
+    f"DELETE FROM {table} WHERE {column} IN (SELECT value FROM json_each(?))"
+    for table, column in (
+        ("steps", "workflow_id"),
+        ("messages", "destination_id"),
+        ("events", "workflow_id"),
+        ("workflows", "workflow_id"),
+    )
+)
+
+
 def _sqlite_params(workflow_id: str, update: WorkflowUpdate) -> dict[str, object]:
     params = update_params(workflow_id, update)
     params["from_statuses"] = json.dumps(params["from_statuses"])  # read by json_each
     return params
 
 
-def _fence_verdict(db: Database, fence: Fence) -> WriteResult:
-    """Why a fenced write refused (or OK); call inside the write transaction."""
+def _fence_verdict(db: Database, fence: Fence, *, while_cancelled: bool = False) -> WriteResult:
+    """Why a fenced write refused (or that it may write); call inside the write
+    transaction, whose lock keeps the answer true until it commits."""
     row = db.execute(
         "SELECT status, owner FROM workflows WHERE workflow_id = ?", (fence.workflow_id,)
     ).fetchone()
     if row is None:
         return fence_verdict(None, None, fence.owner)
-    return fence_verdict(StatusType(row[0]), row[1], fence.owner)
+    return fence_verdict(StatusType(row[0]), row[1], fence.owner, while_cancelled=while_cancelled)
 
 
-def _insert_step_fenced(db: Database, fence: Fence, step: StepRecord) -> WriteResult:
+def _insert_step_fenced(
+    db: Database, fence: Fence, step: StepRecord, *, while_cancelled: bool = False
+) -> WriteResult:
     params = (*_step_params(fence.workflow_id, step), fence.workflow_id, fence.owner)
     if db.execute(_INSERT_STEP_FENCED, params).rowcount == 1:
-        return WriteResult.OK
-    verdict = _fence_verdict(db, fence)
+        return WriteResult.OK  # the hot path: PENDING and ours, in one statement
+    verdict = _fence_verdict(db, fence, while_cancelled=while_cancelled)
+    if verdict is WriteResult.RECORDED_WHILE_CANCELLED:
+        # Cancelled during this execution's step: keep the step's outcome. The verdict
+        # was read in this same write transaction, so it still holds for the insert.
+        if db.execute(_INSERT_STEP, _step_params(fence.workflow_id, step)).rowcount == 1:
+            return verdict
+        return WriteResult.DUPLICATE
     return WriteResult.DUPLICATE if verdict is WriteResult.OK else verdict
 
 
@@ -155,18 +200,34 @@ class SQLiteStore:
                 "SQLiteStore needs a file (each thread has its own connection, and an "
                 "in-memory SQLite database is private to one); use MemoryStore instead"
             )
-        self._pool = ConnectionPool(self._path)
+        self._health = StoreHealth(f"SQLite file {self._path}")
+        self._pool = ConnectionPool(self._path, self._health)
         self._connection = self._pool.connection
         self._write = self._pool.write
+
+    def __repr__(self) -> str:
+        return f"SQLiteStore({self._path!r})"
+
+    @property
+    def health(self) -> StoreHealth:
+        """Whether the file can be used; outages are logged here once, not per call."""
+        return self._health
 
     # -- lifecycle -------------------------------------------------------------
     def migrate(self) -> None:
         """Create or upgrade the schema (see :mod:`durakit.backends.sqlite_schema`).
 
-        Raises :class:`InitializationError` if a newer durakit migrated the file.
+        Raises :class:`InitializationError` if a newer durakit migrated the file, or if
+        the file cannot be used (its directory does not exist, it is read-only, it is
+        not an SQLite database or is corrupt), naming the path and the reason.
         """
-        with self._connection() as db:
-            sqlite_schema.migrate(db, self._path)
+        try:
+            with self._connection() as db:
+                sqlite_schema.migrate(db, self._path)
+                # Proves the file writable now, not at a workflow's first checkpoint.
+                sqlite_schema.check_writable(db)
+        except SQLiteFileError as exc:
+            raise InitializationError(str(exc)) from exc
 
     def close(self) -> None:
         """Close every thread's connection, waiting for calls in flight to finish."""
@@ -286,6 +347,23 @@ class SQLiteStore:
             row = db.execute(_APPLY_UPDATE, _sqlite_params(workflow_id, update)).fetchone()
         return None if row is None else _record(row)
 
+    def delete_finished(self, cutoff_ms: int, keep: int | None, limit: int) -> int:
+        """Delete one batch of collectable workflows (see the protocol)."""
+        params = {
+            "finished": json.dumps(sorted(st.value for st in FINISHED)),
+            "active": json.dumps(sorted(st.value for st in ACTIVE)),
+            "cutoff": cutoff_ms,
+            "keep": keep or 0,
+            "limit": limit,
+        }
+        with self._write() as db:
+            ids = [row[0] for row in db.execute(_COLLECTABLE, params).fetchall()]
+            if ids:
+                doomed = json.dumps(ids)
+                for statement in _DELETE_COLLECTED:
+                    db.execute(statement, (doomed,))
+        return len(ids)
+
     # -- steps -----------------------------------------------------------------
     def load_steps(self, workflow_id: str) -> list[StepRecord]:
         """Every recorded step of the workflow, by ``step_id`` ascending."""
@@ -296,10 +374,13 @@ class SQLiteStore:
             ).fetchall()
         return [_step(r) for r in rows]
 
-    def record_step(self, fence: Fence, step: StepRecord) -> WriteResult:
-        """Insert the checkpoint, fenced; DUPLICATE if the step ID is taken."""
+    def record_step(
+        self, fence: Fence, step: StepRecord, *, while_cancelled: bool = False
+    ) -> WriteResult:
+        """Insert the checkpoint, fenced (see the protocol for ``while_cancelled``);
+        DUPLICATE if the step ID is taken."""
         with self._write() as db:
-            return _insert_step_fenced(db, fence, step)
+            return _insert_step_fenced(db, fence, step, while_cancelled=while_cancelled)
 
     def copy_steps(self, source_id: str, target_id: str, below_step: int) -> int:
         """Copy the source's steps below ``below_step`` to the target, keeping existing ones."""

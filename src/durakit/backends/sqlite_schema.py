@@ -149,3 +149,18 @@ def migrate(db: Database, where: str) -> None:
     except BaseException:
         db.rollback()
         raise
+
+
+def check_writable(db: Database) -> None:
+    """Write the schema version back, unchanged: raises if the file cannot be written.
+
+    Under the write lock, so that a newer version another process just wrote is what
+    is written back.
+    """
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        db.execute(f"PRAGMA user_version = {int(_version(db))}")
+        db.execute("COMMIT")
+    except BaseException:
+        db.rollback()
+        raise

@@ -15,29 +15,14 @@ imports psycopg.
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
+from durakit.backends.dsn import mask_secrets
 from durakit.backends.memory import MemoryStore
 from durakit.backends.protocol import SystemStore
 from durakit.core.errors import InitializationError
 
 DEFAULT_SQLITE_FILE = "durakit.db"
-
-
-def mask_password(url: str) -> str:
-    """``url`` with any password replaced by ``***``, for error messages and logs."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        parts = None
-    if parts is not None and parts.password is not None:
-        host = parts.netloc.rpartition("@")[2]
-        netloc = f"{parts.username or ''}:***@{host}"
-        url = urlunsplit(parts._replace(netloc=netloc))
-    # Key/value conninfo strings, and URLs that carry it as a query parameter.
-    return re.sub(r"(password\s*=\s*)('[^']*'|[^\s&]*)", r"\1***", url, flags=re.IGNORECASE)
 
 
 def open_store(database_url: str | None, schema: str) -> SystemStore:
@@ -60,9 +45,23 @@ def open_store(database_url: str | None, schema: str) -> SystemStore:
         # sqlite:///x.db -> "x.db", sqlite:////abs/x.db -> "/abs/x.db"
         return _sqlite(Path(rest[1:]))
     raise InitializationError(
-        f"unsupported database URL {mask_password(database_url)!r}: use memory://, "
+        f"unsupported database URL {mask_secrets(database_url)!r}: use memory://, "
         "sqlite:///relative.db, sqlite:////absolute.db or postgresql://user@host/db"
     )
+
+
+def reopen_store(closed: SystemStore, database_url: str | None, schema: str) -> SystemStore:
+    """A store on the same database as ``closed``, which ``open_store(database_url,
+    schema)`` returned and which has been closed since (an engine launched again after
+    its shutdown).
+
+    A ``memory://`` database lives in its store object, and closing that object keeps
+    it: the same object, so a relaunch finds what was recorded before. Any other URL
+    names a database outside the object: a new store on it.
+    """
+    if isinstance(closed, MemoryStore):
+        return closed
+    return open_store(database_url, schema)
 
 
 def _sqlite(path: Path) -> SystemStore:

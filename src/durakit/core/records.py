@@ -97,6 +97,18 @@ class WriteResult(enum.Enum):
     CANCELLED = "CANCELLED"  # the workflow was cancelled (or timed out)
     NOT_PENDING = "NOT_PENDING"  # finished some other way, or does not exist
     DUPLICATE = "DUPLICATE"  # the step ID is already recorded
+    # Written (a step's own outcome, ``while_cancelled=True``) although the workflow had
+    # been cancelled meanwhile: the writer still owns it and must stop at its next
+    # durable operation.
+    RECORDED_WHILE_CANCELLED = "RECORDED_WHILE_CANCELLED"
+
+    @property
+    def written(self) -> bool:
+        """Whether the write happened (OK, or recorded while cancelled)."""
+        return self in _WRITTEN
+
+
+_WRITTEN = frozenset({WriteResult.OK, WriteResult.RECORDED_WHILE_CANCELLED})
 
 
 @attrs.frozen(kw_only=True)

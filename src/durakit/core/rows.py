@@ -48,13 +48,30 @@ def created(new: NewWorkflow) -> WorkflowRecord:
     )
 
 
-def fence_verdict(status: StatusType | None, owner: str | None, fence_owner: str) -> WriteResult:
+def fence_verdict(
+    status: StatusType | None,
+    owner: str | None,
+    fence_owner: str,
+    *,
+    while_cancelled: bool = False,
+) -> WriteResult:
     """May the execution holding ``fence_owner`` write to a row in ``status`` owned by
     ``owner`` (``status`` None: no such row)? OK only while the row is PENDING and
     owned by that execution; otherwise why not, in this order: the row is missing or
     finished (NOT_PENDING), cancelled (CANCELLED), or owned by another execution
-    (NOT_OWNER)."""
+    (NOT_OWNER).
+
+    One exception, asked for with ``while_cancelled`` (the outcome of a step the
+    execution ran): a CANCELLED row that still carries ``fence_owner`` takes the write,
+    RECORDED_WHILE_CANCELLED. Cancellation stops a workflow at its *next* step; a running
+    step is not interrupted, and its outcome is kept so that a resume does not run it
+    again. A cancel leaves the owner token alone, so such a row was cancelled during this
+    very execution; a resume or recovery writes a new token, fencing the old writer out.
+    Both OK and RECORDED_WHILE_CANCELLED are :attr:`~WriteResult.written`.
+    """
     if status is StatusType.CANCELLED:
+        if while_cancelled and owner == fence_owner:
+            return WriteResult.RECORDED_WHILE_CANCELLED
         return WriteResult.CANCELLED
     if status is not StatusType.PENDING:
         return WriteResult.NOT_PENDING

@@ -9,10 +9,11 @@ which things happen is the order they would happen in real time.
 
 How the clock tells the two kinds of waiting thread apart: a thread that is running a
 workflow body (the engine's execution threads, including steps and a parent awaiting a
-child's result) is a *workflow* waiter. Any other thread (a test calling
-``handle.get_result(timeout=...)``, the engine's deadline watcher) is an *outside*
-waiter: it never holds time back and never moves it on its own, but it does wake once
-the clock passes its wake-up time.
+child's result) is a *workflow* waiter. Any other thread that waits on the clock (the
+engine's deadline watcher) is an *outside* waiter: it never holds time back and never
+moves it on its own, but it does wake once the clock passes its wake-up time. A caller's
+own timeout (``handle.get_result(timeout=...)``, ``app.get_event(timeout=...)`` from a
+test) does not wait on this clock at all: it counts the caller's real time.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
-from durakit.api.execution import CURRENT
+from durakit.api.waiting import in_workflow
 
 DEFAULT_START = datetime(2025, 1, 1, tzinfo=UTC)
 """Where a ``FakeClock()`` starts: a fixed instant, so tests are reproducible."""
@@ -31,11 +32,6 @@ DEFAULT_START = datetime(2025, 1, 1, tzinfo=UTC)
 _SLICE = 0.002
 """Real seconds a waiter with a wake-up time blocks on its event before it re-reads the
 clock. Bounds how late a waiter notices ``advance()`` or a jump; event sets are seen at once."""
-
-
-def _in_workflow() -> bool:
-    """Whether the calling thread is running a workflow body."""
-    return CURRENT.get() is not None
 
 
 class _Waiter:
@@ -129,7 +125,7 @@ class FakeClock:
         """Block until ``event`` is set (returns True), the fake time reaches ``until``,
         or ``poll`` seconds of *real* time pass (both return ``event.is_set()``)."""
         poll_deadline = None if poll is None else time.monotonic() + max(0.0, poll)
-        waiter = _Waiter(event, until, _in_workflow())
+        waiter = _Waiter(event, until, in_workflow())
         with self._cond:
             if event.is_set():
                 return True
@@ -160,12 +156,21 @@ class FakeClock:
     def wait_for_waiters(self, count: int = 1, timeout: float = 5.0) -> bool:
         """Block up to ``timeout`` real seconds until at least ``count`` workflow threads
         are waiting on this clock; returns whether they are. With ``auto_advance=False``
-        it tells a test that its workflows have reached their sleeps, so it can advance."""
+        it tells a test that its workflows have reached their sleeps, so it can advance.
+
+        Only waits still to come count: one whose wake-up time has passed (or whose event
+        is set) is about to return, so after ``advance()`` a workflow that sleeps again
+        counts once it has reached its next sleep, not while it leaves the last one."""
         with self._cond:
             return self._cond.wait_for(lambda: self._workflow_waiters() >= count, timeout)
 
     def _workflow_waiters(self) -> int:
-        return sum(1 for w in self._waiters if w.workflow)
+        """With the lock held: workflow waits that nothing has ended yet."""
+        return sum(
+            1
+            for w in self._waiters
+            if w.workflow and not w.event.is_set() and (w.until is None or w.until > self._now)
+        )
 
     # -- the jump ------------------------------------------------------------------------
     def _maybe_jump(self) -> None:

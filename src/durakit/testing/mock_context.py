@@ -22,7 +22,6 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 import attrs
 
 from durakit.api.execution import (
-    CURRENT,
     DERIVED_STEP_NAME,
     GET_EVENT,
     IN_STEP,
@@ -37,6 +36,7 @@ from durakit.api.validation import (
     check_identifiers,
     refuse_unsupported_result,
 )
+from durakit.api.waiting import CURRENT
 from durakit.core.errors import DurakitTimeoutError
 from durakit.core.retry import RetryPolicy
 from durakit.core.status import StatusType
