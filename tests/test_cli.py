@@ -277,7 +277,7 @@ def test_dashboard_serves_a_database_without_the_application(db: Db, admin: Admi
 @pytest.mark.parametrize(
     ("url", "message"),
     [
-        ("sqlite:////nonexistent/dir/x.db", "Error: cannot use the database: unable to open"),
+        ("sqlite:////nonexistent/dir/x.db", "Error: cannot open SQLite file /nonexistent/dir/x.db"),
         ("postgresql://postgres@127.0.0.1:1/x", "Error: Postgres unreachable for 5 s"),
     ],
 )
