@@ -7,6 +7,10 @@ import sys
 import textwrap
 import types
 
+import pytest
+
+from durakit.core.records import VersionMove, WorkflowRecord
+from durakit.core.status import StatusType
 from durakit.core.versions import code_fingerprint
 
 
@@ -87,3 +91,34 @@ def test_it_does_not_depend_on_the_string_hash_seed() -> None:
         for seed in ("0", "1", "2", "3")
     }
     assert digests == {code_fingerprint(compiled(BASE)).hex()}
+
+
+def _row(wid: str, status: StatusType, version: str, app: str | None = "shop") -> WorkflowRecord:
+    return WorkflowRecord(
+        workflow_id=wid,
+        name="n",
+        status=status,
+        input=None,
+        executor_id="x",
+        application_version=version,
+        application_id=app,
+        created_at=0,
+        updated_at=0,
+    )
+
+
+def test_a_version_move_picks_active_work_of_the_selection_only() -> None:
+    by_version = VersionMove(to_version="v2", now_ms=1, application_id="shop", from_version="v1")
+    assert by_version.picks(_row("a", StatusType.PENDING, "v1"))
+    assert by_version.picks(_row("b", StatusType.ENQUEUED, "v1"))
+    assert not by_version.picks(_row("c", StatusType.SUCCESS, "v1"))  # finished: never
+    assert not by_version.picks(_row("d", StatusType.PENDING, "v0"))
+    assert not by_version.picks(_row("e", StatusType.PENDING, "v1", app="billing"))
+    by_id = VersionMove(to_version="v2", now_ms=1, workflow_ids=("a",))
+    assert by_id.picks(_row("a", StatusType.PENDING, "v0", app=None))
+    assert not by_id.picks(_row("b", StatusType.PENDING, "v0"))
+
+
+def test_a_version_move_needs_a_selection() -> None:
+    with pytest.raises(ValueError, match="workflow_ids or from_version"):
+        VersionMove(to_version="v2", now_ms=1)

@@ -208,6 +208,7 @@ def _pending_row(
             input=Serializer().dumps(workflow_id, str),
             executor_id=executor_id,
             application_version=version,
+            application_id="t",  # tests.helpers.new_app's app_name
             owner="dead-execution",
             created_at=1_700_000_000_000,
         )

@@ -23,6 +23,7 @@ from durakit.core.errors import InitializationError, QueueDeduplicatedError
 from durakit.core.records import (
     InsertResult,
     NewWorkflow,
+    VersionMove,
     WorkflowQuery,
     WorkflowRecord,
     WriteResult,
@@ -1067,3 +1068,34 @@ def test_delete_finished_keeps_children_of_active_parents(store: SystemStore) ->
     assert store.get_workflow("orphan") is None
     assert finish(store, fence("parent"), SUCCESS, "x", None, 2_000) is WriteResult.OK
     assert store.delete_finished(5_000, None, 100) == 2  # the parent and its child
+
+
+# -- set_version ---------------------------------------------------------------------
+
+
+def test_set_version_moves_active_work_of_the_selection(store: SystemStore) -> None:
+    store.insert_workflow(new_wf("p", application_id="shop", application_version="v1"))
+    store.insert_workflow(
+        new_wf("q", application_id="shop", application_version="v1", status=ENQUEUED)
+    )
+    store.insert_workflow(new_wf("done", application_id="shop", application_version="v1"))
+    assert finish(store, fence("done"), SUCCESS, "x", None, 1_500) is WriteResult.OK
+    store.insert_workflow(new_wf("other-app", application_id="billing", application_version="v1"))
+    store.insert_workflow(new_wf("old", application_id="shop", application_version="v0"))
+
+    moved = store.set_version(
+        VersionMove(to_version="v2", now_ms=2_000, application_id="shop", from_version="v1")
+    )
+    assert moved == ["p", "q"]
+    assert (get(store, "p").application_version, get(store, "p").updated_at) == ("v2", 2_000)
+    assert get(store, "q").application_version == "v2"
+    for untouched in ("done", "other-app"):
+        assert get(store, untouched).application_version == "v1"
+    assert get(store, "old").application_version == "v0"
+
+    by_id = store.set_version(
+        VersionMove(to_version="v3", now_ms=3_000, workflow_ids=("old", "done"))
+    )
+    assert by_id == ["old"]  # a finished workflow is never moved
+    assert get(store, "old").application_version == "v3"
+    assert store.set_version(VersionMove(to_version="v3", now_ms=4, workflow_ids=("nope",))) == []

@@ -33,7 +33,14 @@ from hypothesis.stateful import (
 )
 
 from durakit.backends import MemoryStore, SystemStore
-from durakit.core.records import Fence, NewWorkflow, StepRecord, WorkflowQuery, WriteResult
+from durakit.core.records import (
+    Fence,
+    NewWorkflow,
+    StepRecord,
+    VersionMove,
+    WorkflowQuery,
+    WriteResult,
+)
 from durakit.core.status import StatusType, WorkflowEvent
 from durakit.core.transitions import Attempts, WorkflowUpdate, plan, plan_finish
 
@@ -113,6 +120,7 @@ queries = st.builds(
     workflow_ids=st.none() | st.lists(any_wids, max_size=3).map(tuple),
     statuses=st.none() | st.lists(statuses, max_size=3).map(tuple),
     name=st.sampled_from([None, "a", "b"]),
+    application_id=st.sampled_from([None, "billing", "shipping"]),
     executor_ids=st.none() | st.lists(st.sampled_from(["e1", "e2"]), max_size=2).map(tuple),
     workflow_id_prefix=st.sampled_from([None, "", "w", "w1", "x"]),
     queue_name=st.sampled_from([None, "q"]),
@@ -238,6 +246,7 @@ class StoreModelMachine(RuleBasedStateMachine):
             input=data,
             executor_id=executor,
             application_version="v1",
+            application_id="billing" if executor == "e1" else "shipping",
             owner=owner,
             created_at=created_at,
             queue_name="q" if queued else None,
@@ -332,6 +341,31 @@ class StoreModelMachine(RuleBasedStateMachine):
         """Retention: the same workflows (with their steps, messages, events) go."""
         cutoff = self.now - age
         self.both(lambda s: s.delete_finished(cutoff, keep, limit))
+
+    @rule(
+        ids=st.none() | st.lists(any_wids, max_size=3).map(tuple),
+        from_version=st.sampled_from([None, "v1", "v2"]),
+        to_version=st.sampled_from(["v1", "v2"]),
+        app=st.sampled_from([None, "billing", "shipping"]),
+    )
+    def set_version(
+        self,
+        *,
+        ids: tuple[str, ...] | None,
+        from_version: str | None,
+        to_version: str,
+        app: str | None,
+    ) -> None:
+        if ids is None and from_version is None:
+            from_version = "v1"
+        move = VersionMove(
+            to_version=to_version,
+            now_ms=self.tick(),
+            application_id=app,
+            workflow_ids=ids,
+            from_version=from_version,
+        )
+        self.both(lambda s: s.set_version(move))
 
     @rule(
         dest=any_wids,

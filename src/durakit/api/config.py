@@ -30,7 +30,9 @@ class Config:
 
     Attributes:
         app_name: The application's name, recorded on each workflow it starts
-            (``WorkflowStatus.application_id``). Required, not blank.
+            (``WorkflowStatus.application_id``). ``launch()`` recovers only this
+            application's workflows, so several applications can share one database
+            (and the default executor ID). Required, not blank.
         database_url: Where the state lives. ``None``: the SQLite file ``durakit.db`` in
             the working directory. ``"sqlite:///relative.db"`` or
             ``"sqlite:////absolute/path.db"``: an SQLite file. ``"postgresql://..."``:

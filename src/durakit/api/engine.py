@@ -229,6 +229,7 @@ class Durakit(Recovery):
         self._stopping = False
         self._launched = True
         self.recover_pending_workflows()
+        self.warn_about_other_versions()
         scheduled = [(d.name, d.schedule) for d in self.registry.all() if d.schedule]
         if scheduled:
             self._scheduler = Scheduler(scheduled, self._start_tick, self.clock, self.log)

@@ -31,7 +31,14 @@ from durakit.core.errors import (
     SerializationError,
     WorkflowUnexpectedTypeError,
 )
-from durakit.core.records import NewWorkflow, StepRecord, WorkflowQuery, WorkflowRecord, WriteResult
+from durakit.core.records import (
+    NewWorkflow,
+    StepRecord,
+    VersionMove,
+    WorkflowQuery,
+    WorkflowRecord,
+    WriteResult,
+)
 from durakit.core.status import StatusType, WorkflowEvent, transition
 from durakit.core.transitions import plan
 
@@ -299,6 +306,48 @@ class Management:
                 workflow_id=workflow_id,
             )
         return self.serializer.loads(payload, type, what=f"event {key!r}")
+
+    def set_workflow_version(
+        self,
+        workflow_ids: list[str] | None = None,
+        *,
+        from_version: str | None = None,
+        to_version: str | None = None,
+    ) -> list[str]:
+        """Move PENDING and ENQUEUED workflows to application version ``to_version``
+        (None: this engine's own version), so that engines of that version run them.
+        Picks the workflows in ``workflow_ids`` and/or of ``from_version`` (at least
+        one of the two), of this engine's application (a client: of any application).
+        Returns the IDs moved; finished workflows are never changed. On an engine that
+        moved work to its own version, the moved workflows start running at once.
+        """
+        check_identifiers(to_version=to_version, from_version=from_version)
+        target = to_version if to_version is not None else self.application_version
+        if not target:
+            raise ValueError("to_version is required here: a client has no version of its own")
+        if workflow_ids is not None:
+            for wid in workflow_ids:
+                check_identifier("workflow_ids", wid)
+        if workflow_ids is None and from_version is None:
+            raise ValueError("give workflow_ids or from_version: which work to move")
+        moved = self.store.set_version(
+            VersionMove(
+                to_version=target,
+                now_ms=now_ms(self.clock),
+                application_id=self._application_id(),
+                workflow_ids=None if workflow_ids is None else tuple(workflow_ids),
+                from_version=from_version,
+            )
+        )
+        self._adopt(moved)
+        return moved
+
+    def _application_id(self) -> str | None:
+        """Whose workflows management calls that select by version touch (None: any)."""
+        return None
+
+    def _adopt(self, workflow_ids: list[str]) -> None:
+        """Workflows just moved between versions (the engine runs its own at once)."""
 
     def garbage_collect(self, older_than: timedelta | datetime, keep: int | None = None) -> int:
         """Delete finished workflows (SUCCESS, ERROR, CANCELLED,

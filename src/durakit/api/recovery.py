@@ -8,6 +8,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
+from collections import Counter
 
 from durakit.api.clock import now_ms
 from durakit.api.running import Runner
@@ -65,6 +66,43 @@ class Recovery(Runner):
 
         threading.Thread(target=retry, name=f"durakit-retry-{workflow_id}", daemon=True).start()
 
+    def _application_id(self) -> str | None:
+        return self.config.app_name
+
+    def _adopt(self, workflow_ids: list[str]) -> None:
+        """Run at once the moved workflows of this executor that are now of this
+        engine's version (another executor's are its own to recover: it may be alive)."""
+        if workflow_ids and self._launched:
+            self.recover_pending_workflows(workflow_ids=workflow_ids)
+
+    def warn_about_other_versions(self) -> None:
+        """Log a warning per other application version that has active work of this
+        application: this engine will not run it (called by ``launch()``)."""
+        query = WorkflowQuery(
+            statuses=(StatusType.PENDING, StatusType.ENQUEUED),
+            application_id=self.config.app_name,
+            load_input=False,
+            load_output=False,
+        )
+        counts = Counter(
+            r.application_version
+            for r in self.store.list_workflows(query)
+            if r.application_version != self.application_version
+        )
+        for version, count in sorted(counts.items()):
+            self.log.warning(
+                "%d PENDING or ENQUEUED workflows of application %r are of version %r, not "
+                "this engine's %r: they will not run here. To run them on this version: "
+                "app.set_workflow_version(from_version=%r); or start an engine with "
+                "application_version=%r.",
+                count,
+                self.config.app_name,
+                version,
+                self.application_version,
+                version,
+                version,
+            )
+
     def recover_pending_workflows(
         self, executor_ids: list[str] | None = None, *, workflow_ids: list[str] | None = None
     ) -> list[str]:
@@ -78,6 +116,9 @@ class Recovery(Runner):
             executor_ids=tuple(e for e in executor_ids or [self.executor_id] if storable(e)),
             workflow_ids=possible_ids(workflow_ids) if workflow_ids is not None else None,
             app_version=self.application_version,
+            # Another application on the same database (its own app_name) is not ours to
+            # run, even under the same executor ID, version and workflow names.
+            application_id=self.config.app_name,
             load_output=False,
         )
         recovered: list[str] = []

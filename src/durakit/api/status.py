@@ -48,6 +48,12 @@ class WorkflowStatus:
     deduplication_id: str | None = None
     priority: int = 0
 
+    @property
+    def app_name(self) -> str | None:
+        """The ``app_name`` of the engine that started the workflow (the seed's
+        ``application_id``)."""
+        return self.application_id
+
 
 @attrs.frozen(kw_only=True)
 class StepInfo:

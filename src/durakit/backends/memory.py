@@ -19,6 +19,7 @@ from durakit.core.records import (
     InsertResult,
     NewWorkflow,
     StepRecord,
+    VersionMove,
     WorkflowQuery,
     WorkflowRecord,
     WriteResult,
@@ -34,6 +35,7 @@ def matches(rec: WorkflowRecord, q: WorkflowQuery) -> bool:
         q.name is None or rec.name == q.name,
         q.user is None or rec.authenticated_user == q.user,
         q.app_version is None or rec.application_version == q.app_version,
+        q.application_id is None or rec.application_id == q.application_id,
         q.executor_ids is None or rec.executor_id in q.executor_ids,
         q.workflow_id_prefix is None or rec.workflow_id.startswith(q.workflow_id_prefix),
         q.queue_name is None or rec.queue_name == q.queue_name,
@@ -136,6 +138,17 @@ class MemoryStore:
             new = transitions.applied(rec, update)
             self._workflows[workflow_id] = new
             return new
+
+    def set_version(self, selection: VersionMove) -> list[str]:
+        with self._lock:
+            moved = sorted(w for w, rec in self._workflows.items() if selection.picks(rec))
+            for wid in moved:
+                self._workflows[wid] = attrs.evolve(
+                    self._workflows[wid],
+                    application_version=selection.to_version,
+                    updated_at=selection.now_ms,
+                )
+            return moved
 
     def delete_finished(self, cutoff_ms: int, keep: int | None, limit: int) -> int:
         with self._lock:

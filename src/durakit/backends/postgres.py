@@ -63,6 +63,7 @@ from durakit.core.records import (
     InsertResult,
     NewWorkflow,
     StepRecord,
+    VersionMove,
     WorkflowQuery,
     WorkflowRecord,
     WriteResult,
@@ -295,6 +296,25 @@ class PostgresStore:
                 and update.executor_id in (None, rec.executor_id)
             )
             return rec if ours else None
+
+        return self._db.run(op)
+
+    def set_version(self, selection: VersionMove) -> list[str]:
+        """Move the selected active workflows to another version (see the protocol)."""
+        ids = None if selection.workflow_ids is None else list(selection.workflow_ids)
+        params: Params = {
+            "to": selection.to_version,
+            "now": selection.now_ms,
+            "active": sorted(st.value for st in ACTIVE),
+            "app": selection.application_id,
+            "ids": ids,
+            "from_version": selection.from_version,
+        }
+
+        def op(conn: Conn, _retried: bool) -> list[str]:
+            # A retry after an ambiguous commit may list fewer: rows the lost commit moved
+            # no longer match from_version (they are moved all the same).
+            return sorted(r[0] for r in conn.execute(self._sql.set_version, params).fetchall())
 
         return self._db.run(op)
 

@@ -147,6 +147,14 @@ class Statements:
         # the doomed rows locked (SKIP LOCKED: a row another transaction is changing, a
         # resume for one, waits for the next batch), then deleted with their steps,
         # waiting messages and events.
+        self.set_version = f"""
+            UPDATE {s}.workflows SET application_version = %(to)s, updated_at = %(now)s
+            WHERE status = ANY(%(active)s::text[])
+              AND (%(app)s::text IS NULL OR application_id = %(app)s::text)
+              AND (%(ids)s::text[] IS NULL OR workflow_id = ANY(%(ids)s::text[]))
+              AND (%(from_version)s::text IS NULL OR application_version = %(from_version)s::text)
+            RETURNING workflow_id"""
+
         self.delete_finished = f"""
             WITH doomed AS (
                 SELECT w.workflow_id FROM {s}.workflows AS w
@@ -327,6 +335,8 @@ class Statements:
             add("authenticated_user = %(user)s", user=q.user)
         if q.app_version is not None:
             add("application_version = %(app_version)s", app_version=q.app_version)
+        if q.application_id is not None:
+            add("application_id = %(application_id)s", application_id=q.application_id)
         if q.executor_ids is not None:
             add("executor_id = ANY(%(executors)s::text[])", executors=list(q.executor_ids))
         if q.workflow_id_prefix is not None:

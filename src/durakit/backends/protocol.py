@@ -23,6 +23,7 @@ from durakit.core.records import (
     InsertResult,
     NewWorkflow,
     StepRecord,
+    VersionMove,
     WorkflowQuery,
     WorkflowRecord,
     WriteResult,
@@ -82,6 +83,16 @@ class WorkflowStore(Protocol):
         (nothing written). The store applies the update's effects without interpreting
         them: :func:`~durakit.core.transitions.applied` is their reference semantics.
         """
+        ...
+
+
+class VersionStore(Protocol):
+    """Moving active work between application versions."""
+
+    def set_version(self, selection: VersionMove) -> list[str]:
+        """Set ``application_version = selection.to_version`` (and ``updated_at``) on the
+        active (PENDING or ENQUEUED) workflows that ``selection`` picks; return their IDs,
+        sorted. Finished workflows are never changed."""
         ...
 
 
@@ -172,7 +183,7 @@ class RetentionStore(Protocol):
         ...
 
 
-class SystemStore(WorkflowStore, StepStore, MessageStore, RetentionStore, Protocol):
+class SystemStore(WorkflowStore, VersionStore, StepStore, MessageStore, RetentionStore, Protocol):
     """Everything the engine needs from a store, plus its lifecycle."""
 
     def migrate(self) -> None:

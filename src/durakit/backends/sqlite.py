@@ -32,6 +32,7 @@ from durakit.core.records import (
     InsertResult,
     NewWorkflow,
     StepRecord,
+    VersionMove,
     WorkflowQuery,
     WorkflowRecord,
     WriteResult,
@@ -140,6 +141,14 @@ _COLLECTABLE: Final = """
             AND p.status IN (SELECT value FROM json_each(:active)))
     ORDER BY w.updated_at, w.workflow_id
     LIMIT :limit"""
+
+_SET_VERSION: Final = """
+    UPDATE workflows SET application_version = :to, updated_at = :now
+    WHERE status IN (SELECT value FROM json_each(:active))
+      AND (:app IS NULL OR application_id = :app)
+      AND (:ids IS NULL OR workflow_id IN (SELECT value FROM json_each(:ids)))
+      AND (:from_version IS NULL OR application_version = :from_version)
+    RETURNING workflow_id"""
 
 _DELETE_COLLECTED: Final = tuple(
     f"DELETE FROM {table} WHERE {column} IN (SELECT value FROM json_each(?))"
@@ -297,6 +306,8 @@ class SQLiteStore:
             equals("authenticated_user", q.user)
         if q.app_version is not None:
             equals("application_version", q.app_version)
+        if q.application_id is not None:
+            equals("application_id", q.application_id)
         if q.executor_ids is not None:
             one_of("executor_id", q.executor_ids)
         if q.workflow_id_prefix is not None:
@@ -346,6 +357,21 @@ class SQLiteStore:
         with self._write() as db:
             row = db.execute(_APPLY_UPDATE, _sqlite_params(workflow_id, update)).fetchone()
         return None if row is None else _record(row)
+
+    def set_version(self, selection: VersionMove) -> list[str]:
+        """Move the selected active workflows to another version (see the protocol)."""
+        ids = None if selection.workflow_ids is None else json.dumps(selection.workflow_ids)
+        params = {
+            "to": selection.to_version,
+            "now": selection.now_ms,
+            "active": json.dumps(sorted(st.value for st in ACTIVE)),
+            "app": selection.application_id,
+            "ids": ids,
+            "from_version": selection.from_version,
+        }
+        with self._write() as db:
+            rows = db.execute(_SET_VERSION, params).fetchall()
+        return sorted(row[0] for row in rows)
 
     def delete_finished(self, cutoff_ms: int, keep: int | None, limit: int) -> int:
         """Delete one batch of collectable workflows (see the protocol)."""

@@ -120,6 +120,7 @@ class WorkflowQuery:
     name: str | None = None
     user: str | None = None
     app_version: str | None = None
+    application_id: str | None = None  # the app_name that started the workflow
     executor_ids: tuple[str, ...] | None = None
     workflow_id_prefix: str | None = None
     queue_name: str | None = None
@@ -131,6 +132,35 @@ class WorkflowQuery:
     sort_desc: bool = False
     load_input: bool = True
     load_output: bool = True
+
+
+@attrs.frozen(kw_only=True)
+class VersionMove:
+    """Which active workflows :meth:`VersionStore.set_version` moves, and where to.
+
+    A workflow is picked when it is PENDING or ENQUEUED, of ``application_id`` (None:
+    any application), and in ``workflow_ids`` and of ``from_version`` (each None: any);
+    at least one of the two is given.
+    """
+
+    to_version: str
+    now_ms: int
+    application_id: str | None = None
+    workflow_ids: tuple[str, ...] | None = None
+    from_version: str | None = None
+
+    def __attrs_post_init__(self) -> None:
+        if self.workflow_ids is None and self.from_version is None:
+            raise ValueError("give workflow_ids or from_version: which work to move")
+
+    def picks(self, record: WorkflowRecord) -> bool:
+        """The reference semantics of the selection."""
+        return (
+            record.status in (StatusType.PENDING, StatusType.ENQUEUED)
+            and (self.application_id is None or record.application_id == self.application_id)
+            and (self.workflow_ids is None or record.workflow_id in self.workflow_ids)
+            and (self.from_version is None or record.application_version == self.from_version)
+        )
 
 
 @attrs.frozen(kw_only=True)
