@@ -167,6 +167,20 @@ def test_cancel_resume_and_fork(db: Db, admin: AdminApp) -> None:
     assert "CONFLICTING_ID" in again.stderr
 
 
+def test_set_version_moves_waiting_work_only(db: Db, admin: AdminApp) -> None:
+    admin.greetings(1)
+    admin.waiting("w")
+    moved = run_json("workflow", "set-version", "w", "g000", "--to", "v2", *db.args())
+    assert moved == {"moved": ["w"], "to_version": "v2"}  # g000 is finished: it stays
+    assert run_json("workflow", "get", "w", *db.args())["application_version"] == "v2"
+    human = run("workflow", "set-version", "--from", "v2", "--to", "v1", *db.args())
+    assert human.exit_code == 0, human.stderr
+    assert "moved 1 workflow(s) to version v1" in human.output
+    neither = run("workflow", "set-version", "--to", "v3", *db.args())
+    assert neither.exit_code == 2
+    assert "give workflow_ids or from_version" in neither.stderr
+
+
 def test_resume_and_fork_without_the_admin_server_say_what_to_do(db: Db) -> None:
     for args in (["resume", "w"], ["fork", "w", "--step", "1"]):
         result = run("workflow", *args, *db.args(), env={"DURAKIT_ADMIN_URL": ""})

@@ -305,6 +305,33 @@ def cancel_cmd(db: str | None, as_json: bool, workflow_id: str) -> None:
     _done(as_json, {"workflow_id": workflow_id, "status": status}, f"{workflow_id}: {status}")
 
 
+@workflow.command("set-version")
+@_common
+@click.argument("workflow_ids", nargs=-1)
+@click.option("--to", "to_version", required=True, help="The application version to move to.")
+@click.option("--from", "from_version", help="Move every waiting workflow of this version.")
+def set_version_cmd(
+    *,
+    db: str | None,
+    as_json: bool,
+    workflow_ids: tuple[str, ...],
+    to_version: str,
+    from_version: str | None,
+) -> None:
+    """Move PENDING and ENQUEUED workflows (these IDs and/or --from a version) to the
+    version --to, so that executors of that version run them. Finished ones never move."""
+    with _client(db) as client:
+        moved = client.set_workflow_version(
+            list(workflow_ids) or None, from_version=from_version, to_version=to_version
+        )
+    _done(
+        as_json,
+        {"moved": moved, "to_version": to_version},
+        f"moved {len(moved)} workflow(s) to version {to_version}"
+        + "".join(f"\n  {wid}" for wid in moved),
+    )
+
+
 def _admin_option(fn: F) -> F:
     fn = click.option(
         "--admin-url",
