@@ -10,12 +10,16 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from durakit.core.admission import (
+    CLAIM_BATCH,
     Candidate,
     Load,
     QueuePolicy,
     RateLimit,
     admit,
+    claim_limit,
+    full_partitions,
     queue_order,
+    retry_at,
     room,
 )
 
@@ -186,3 +190,34 @@ def test_invalid_rate_limits_and_a_worker_limit_above_the_global_one_are_refused
         RateLimit(limit=1, period_ms=0)
     with pytest.raises(ValueError, match="cannot exceed"):
         QueuePolicy(name="q", worker_concurrency=5, concurrency=2)
+
+
+def test_a_pass_reads_no_more_candidates_than_it_may_admit() -> None:
+    plain = QueuePolicy(name="q")
+    assert claim_limit(plain, {}) == CLAIM_BATCH
+    assert claim_limit(QueuePolicy(name="q", max_tasks_per_iteration=7), {}) == 7
+    capped = QueuePolicy(name="q", concurrency=5, max_tasks_per_iteration=4)
+    assert claim_limit(capped, {None: Load(running_total=3)}) == 2
+    assert claim_limit(capped, {None: Load(running_total=5)}) == 0
+    # A partitioned queue reads a batch; full partitions are left out instead.
+    split = QueuePolicy(name="q", concurrency=2, partitioned=True)
+    loads = {"a": Load(running_total=2), "b": Load(running_total=1), None: Load()}
+    assert claim_limit(split, loads) == CLAIM_BATCH
+    assert full_partitions(split, loads) == ["a"]
+    assert full_partitions(QueuePolicy(name="q", concurrency=2), loads) == []
+
+
+def test_time_alone_frees_a_full_rate_window_or_ends_a_delay() -> None:
+    rated = QueuePolicy(name="q", rate_limit=RateLimit(limit=2, period_ms=1000))
+    waiting = [Candidate(workflow_id="w", created_at=0)]
+    full: dict[str | None, Load] = {None: Load(recent_starts=2, oldest_start=500)}
+    assert retry_at(rated, full, waiting, None) == 1500
+    assert retry_at(rated, full, waiting, 900) == 900
+    assert retry_at(rated, full, [], None) is None
+    half: dict[str | None, Load] = {None: Load(recent_starts=1, oldest_start=500)}
+    assert retry_at(rated, half, waiting, None) is None
+    # Without a rate limit only the next delay matters.
+    assert retry_at(QueuePolicy(name="q", concurrency=1), full, waiting, 42) == 42
+    split = QueuePolicy(name="q", rate_limit=RateLimit(limit=1, period_ms=10), partitioned=True)
+    parted = [Candidate(workflow_id="w", created_at=0, partition="p")]
+    assert retry_at(split, {"p": Load(recent_starts=1, oldest_start=5)}, parted, None) == 15

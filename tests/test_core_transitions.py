@@ -14,7 +14,7 @@ from durakit.core.transitions import Attempts, applied, check_finish, matches, p
 
 E = WorkflowEvent
 CLAIMING = (E.DEQUEUE, E.RECOVER, E.RESUME)
-STOPPING = (E.CANCEL, E.TIMEOUT, E.DEAD_LETTER)
+STOPPING = (E.CANCEL, E.TIMEOUT, E.DEAD_LETTER, E.REQUEUE)
 FINISHING = (E.COMPLETE, E.FAIL)
 
 records = st.builds(

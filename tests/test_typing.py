@@ -61,6 +61,21 @@ def answer(ctx: dk.Context) -> int:
     return 42
 
 
+def _every_call_form_is_typed(ctx: dk.Context, mock: MockContext) -> None:
+    """Checked by mypy only (never called): recv and get_event, type given or not,
+    timeout positional or by keyword, on the engine's context and on the mock."""
+    assert_type(ctx.recv("t", 5, type=Order), Order)
+    assert_type(ctx.recv("t", timeout=5, type=Order), Order)
+    assert_type(ctx.recv(), Any)
+    assert_type(ctx.get_event("w", "k", 5, type=Order), Order)
+    assert_type(ctx.get_event("w", "k", type=Order), Order)
+    assert_type(ctx.get_event("w", "k"), Any)
+    assert_type(mock.recv(type=Order), Order)
+    assert_type(mock.recv("t", 1), Any)
+    assert_type(mock.get_event("w", "k", 1, type=Order), Order)
+    assert_type(mock.get_event("w", "k", timeout=1), Any)
+
+
 def waits_for_order(ctx: dk.Context) -> Order:
     order = ctx.recv(type=Order)
     assert_type(order, Order)

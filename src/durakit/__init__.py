@@ -10,6 +10,7 @@ from durakit.api.config import Config
 from durakit.api.context import Context
 from durakit.api.engine import Durakit
 from durakit.api.handle import WorkflowHandle
+from durakit.api.queues import Queue, RateLimit
 from durakit.api.status import StepInfo, WorkflowStatus
 from durakit.api.step import Step, step
 from durakit.api.workflow import Workflow
@@ -56,7 +57,9 @@ __all__ = [
     "MaxStepRetriesExceededError",
     "MemoryStore",
     "NonExistentWorkflowError",
+    "Queue",
     "QueueDeduplicatedError",
+    "RateLimit",
     "RetryPolicy",
     "SerializationError",
     "StatusType",

@@ -98,10 +98,7 @@ class Context(Protocol):
     def recv(self, topic: str | None = None, timeout: Timeout = 60.0) -> Any: ...
 
     @overload
-    def recv(self, topic: str | None, timeout: Timeout, *, type: type[T]) -> T: ...
-
-    @overload
-    def recv(self, topic: str | None = None, *, type: type[T], timeout: Timeout = 60.0) -> T: ...
+    def recv(self, topic: str | None = None, timeout: Timeout = 60.0, *, type: type[T]) -> T: ...
 
     def recv(self, topic: str | None = None, timeout: Timeout = 60.0, *, type: Any = None) -> Any:
         """Receive the oldest message on ``topic``; raises DurakitTimeoutError after
@@ -116,11 +113,8 @@ class Context(Protocol):
     def get_event(self, workflow_id: str, key: str, timeout: Timeout = 60.0) -> Any: ...
 
     @overload
-    def get_event(self, workflow_id: str, key: str, timeout: Timeout, *, type: type[T]) -> T: ...
-
-    @overload
     def get_event(
-        self, workflow_id: str, key: str, *, type: type[T], timeout: Timeout = 60.0
+        self, workflow_id: str, key: str, timeout: Timeout = 60.0, *, type: type[T]
     ) -> T: ...
 
     def get_event(

@@ -18,6 +18,7 @@ from durakit.api.context import Context
 from durakit.api.deadlines import DeadlineWatcher
 from durakit.api.execution import WorkflowContext
 from durakit.api.handle import EngineHandle, Outcome, WorkflowHandle, seconds
+from durakit.api.queues import Enqueue, Queue, QueueRunner, RateLimit, enqueue_options
 from durakit.api.recovery import Recovery
 from durakit.api.registry import Registry, WorkflowDef
 from durakit.api.retention import RetentionThread
@@ -29,11 +30,12 @@ from durakit.api.waiting import CURRENT, WakeHub
 from durakit.api.workflow import Workflow
 from durakit.backends.protocol import PushNotifications, SystemStore
 from durakit.core.errors import (
+    ConflictingRegistrationError,
     ConflictingWorkflowError,
     InitializationError,
     WorkflowExecutionError,
 )
-from durakit.core.records import NewWorkflow
+from durakit.core.records import NewWorkflow, WorkflowRecord
 from durakit.core.status import StatusType
 
 if TYPE_CHECKING:
@@ -108,6 +110,8 @@ class Durakit(Recovery):
         # (most likely) that outcome's own, and needs no cancellation check.
         self._finishing: set[WorkflowContext] = set()
         self._admin: AdminServer | None = None
+        self.queues: dict[str, Queue] = {}
+        self._queue_runner: QueueRunner | None = None
 
     # -- registration --------------------------------------------------------------
     def workflow(
@@ -161,6 +165,53 @@ class Durakit(Recovery):
             fn, name=name, max_recovery_attempts=max_recovery_attempts, schedule=schedule
         )
         return Workflow(defn)
+
+    def queue(
+        self,
+        name: str,
+        *,
+        worker_concurrency: int | None = None,
+        concurrency: int | None = None,
+        rate_limit: RateLimit | None = None,
+        priority_enabled: bool = False,
+        partition_queue: bool = False,
+        max_tasks_per_iteration: int | None = None,
+    ) -> Queue:
+        """Register a queue, before launch; returns it (``run_workflow(..., queue=q.name)``).
+
+        Args:
+            name: The queue's name, unique in this engine.
+            worker_concurrency: At most this many of its workflows run at once on this
+                executor (process); None: no bound.
+            concurrency: At most this many run at once on all executors together.
+            rate_limit: At most ``limit`` start per ``period`` on all executors.
+            priority_enabled: Order by ``run_workflow(priority=)`` (lower first), then
+                by arrival; without it, ``priority=`` is refused.
+            partition_queue: Every limit applies per ``queue_partition_key``, which each
+                enqueue must then give.
+            max_tasks_per_iteration: At most this many are claimed at once.
+
+        Raises:
+            InitializationError: A limit is invalid (the message names it).
+            ConflictingRegistrationError: The name is taken, or the engine is launched.
+        """
+        q = Queue(
+            name=name,
+            worker_concurrency=worker_concurrency,
+            concurrency=concurrency,
+            rate_limit=rate_limit,
+            priority_enabled=priority_enabled,
+            partition_queue=partition_queue,
+            max_tasks_per_iteration=max_tasks_per_iteration,
+        )
+        if self._launched:
+            raise ConflictingRegistrationError(
+                f"queue {name!r} registered after launch(): register queues before"
+            )
+        if name in self.queues:
+            raise ConflictingRegistrationError(f"queue {name!r} is already registered")
+        self.queues[name] = q
+        return q
 
     # -- lifecycle -------------------------------------------------------------------
     @property
@@ -230,6 +281,9 @@ class Durakit(Recovery):
         self._launched = True
         self.recover_pending_workflows()
         self.warn_about_other_versions()
+        if self.queues:
+            self._queue_runner = QueueRunner(self, self.queues)
+            self._queue_runner.start()
         scheduled = [(d.name, d.schedule) for d in self.registry.all() if d.schedule]
         if scheduled:
             self._scheduler = Scheduler(scheduled, self._start_tick, self.clock, self.log)
@@ -271,13 +325,17 @@ class Durakit(Recovery):
             self._admin.stop(timeout)
             self._admin = None
         self._stopping = True
+        # A real-time bound: a fake clock may jump while we wait for the threads.
+        deadline = time.monotonic() + timeout
+        if self._queue_runner is not None:
+            # First, so that nothing is dequeued while the rest stops.
+            self._queue_runner.stop(max(0.0, deadline - time.monotonic()))
+            self._queue_runner = None
         with self._lock:
             running = list(self._active.values())
             threads = list(self._threads)
         for ctx, _ in running:
             ctx.request_interrupt(EngineStopped(ctx.workflow_id))
-        # A real-time bound: a fake clock may jump while we wait for the threads.
-        deadline = time.monotonic() + timeout
         self._deadlines.stop()
         if self._retention is not None:
             self._retention.stop()
@@ -321,6 +379,10 @@ class Durakit(Recovery):
         *,
         workflow_id: str | None = None,
         queue: str | None = None,
+        deduplication_id: str | None = None,
+        priority: int | None = None,
+        queue_partition_key: str | None = None,
+        delay: float | timedelta | None = None,
         timeout: float | timedelta | None = None,
         application_version: str | None = None,
         authenticated_user: str | None = None,
@@ -337,6 +399,10 @@ class Durakit(Recovery):
         *,
         workflow_id: str | None = None,
         queue: str | None = None,
+        deduplication_id: str | None = None,
+        priority: int | None = None,
+        queue_partition_key: str | None = None,
+        delay: float | timedelta | None = None,
         timeout: float | timedelta | None = None,
         application_version: str | None = None,
         authenticated_user: str | None = None,
@@ -350,6 +416,10 @@ class Durakit(Recovery):
         *args: Any,
         workflow_id: str | None = None,
         queue: str | None = None,
+        deduplication_id: str | None = None,
+        priority: int | None = None,
+        queue_partition_key: str | None = None,
+        delay: float | timedelta | None = None,
         timeout: float | timedelta | None = None,
         application_version: str | None = None,
         authenticated_user: str | None = None,
@@ -366,7 +436,16 @@ class Durakit(Recovery):
             fn: A registered workflow function.
             *args: The workflow's input, if its function takes one (one positional value).
             workflow_id: The workflow's identity; a random UUID if not given.
-            queue: Refused for now (``WorkflowExecutionError``): queues are not there yet.
+            queue: Enqueue on this registered queue instead of starting now: the workflow
+                is ENQUEUED until the queue's limits let it start (an unknown name
+                raises ``WorkflowExecutionError``: a typo must not strand work).
+            deduplication_id: With ``queue``: while a workflow of that queue with this
+                ID is ENQUEUED or running, another enqueue with it raises
+                ``QueueDeduplicatedError``.
+            priority: With a ``priority_enabled`` queue: lower starts first (0 default).
+            queue_partition_key: With a ``partition_queue`` queue (required there): the
+                partition whose limits apply.
+            delay: With ``queue``: seconds or a ``timedelta`` before it may start.
             timeout: Seconds or a ``timedelta``; when it passes, the workflow is cancelled.
             application_version: Recorded instead of the engine's version.
             authenticated_user: Who asked for this workflow, as your application
@@ -385,11 +464,14 @@ class Durakit(Recovery):
             A handle typed by the workflow's output.
         """
         defn = self.registry.by_fn(fn)
-        check_identifiers(queue=queue)
-        if queue is not None:
-            raise WorkflowExecutionError(
-                f"queue {queue!r} is not registered on this engine", queue_name=queue
-            )
+        enqueue = enqueue_options(
+            self.queues,
+            queue,
+            deduplication_id=deduplication_id,
+            priority=priority,
+            queue_partition_key=queue_partition_key,
+            delay=delay,
+        )
         parent = CURRENT.get()
         if parent is not None:
             # A child runs as its parent's step: what the caller's request carries
@@ -400,6 +482,10 @@ class Durakit(Recovery):
                 "authenticated_roles": authenticated_roles,
                 "assumed_role": assumed_role,
             }
+            if enqueue is not None:
+                # A child is started as a step of its parent; enqueueing one would need
+                # that step to record the enqueue, which is not built yet.
+                given["queue"] = queue
             refused = [name for name, value in given.items() if value is not None]
             if refused:
                 raise ValueError(
@@ -413,6 +499,7 @@ class Durakit(Recovery):
             args,
             workflow_id=workflow_id,
             timeout=timeout,
+            enqueue=enqueue,
             application_version=application_version,
             authenticated_user=authenticated_user,
             authenticated_roles=authenticated_roles,
@@ -431,8 +518,10 @@ class Durakit(Recovery):
         authenticated_user: str | None = None,
         authenticated_roles: list[str] | None = None,
         assumed_role: str | None = None,
+        enqueue: Enqueue | None = None,
     ) -> EngineHandle[Any]:
-        """Insert the workflow row (one atomic upsert) and run it if this call created it."""
+        """Insert the workflow row (one atomic upsert) and run it if this call created it
+        (or, with ``enqueue``, leave it ENQUEUED for a queue runner)."""
         self._require_launched()
         check_identifiers(workflow_id=workflow_id)  # "" is an error, not "generate one"
         timeout_s = seconds(timeout)
@@ -461,15 +550,16 @@ class Durakit(Recovery):
             return EngineHandle(self, wid, defn.output_type, running[1])
         now = now_ms(self.clock)
         timeout_ms = None if timeout_s is None else int(timeout_s * 1000)
-        deadline = None if timeout_ms is None else now + timeout_ms
+        # A queued workflow's timeout starts when it is dequeued (the claim sets it).
+        deadline = None if timeout_ms is None or enqueue is not None else now + timeout_ms
         if parent is not None and parent.deadline_ms is not None:
             deadline = parent.deadline_ms if deadline is None else min(deadline, parent.deadline_ms)
-        owner = uuid.uuid4().hex
+        owner = None if enqueue is not None else uuid.uuid4().hex
         result = self.store.insert_workflow(
             NewWorkflow(
                 workflow_id=wid,
                 name=defn.name,
-                status=StatusType.PENDING,
+                status=StatusType.PENDING if enqueue is None else StatusType.ENQUEUED,
                 input=input_text,
                 executor_id=self.executor_id,
                 application_version=application_version or self.application_version,
@@ -482,13 +572,53 @@ class Durakit(Recovery):
                 assumed_role=assumed_role,
                 authenticated_roles=tuple(authenticated_roles) if authenticated_roles else None,
                 parent_workflow_id=parent.workflow_id if parent is not None else None,
+                **({} if enqueue is None else self._queue_fields(enqueue, now)),
             )
         )
         record = result.record
         self._check_name(wid, record.name, defn.name)
-        if not result.created or record.owner != owner:
+        if enqueue is not None:
+            if result.created:
+                # At once, in this process; other processes hear the store's NOTIFY (the
+                # echo of which the runner's coalescing folds into the same claim).
+                self.hub.notify(f"q:{enqueue.queue}")
+            return self.handle_for(wid, defn.output_type)
+        if not result.created or owner is None or record.owner != owner:
             return self.handle_for(wid, defn.output_type)
         return self._spawn(defn, record, owner, recorded=[])
+
+    @staticmethod
+    def _queue_fields(enqueue: Enqueue, now: int) -> dict[str, Any]:
+        return {
+            "queue_name": enqueue.queue,
+            "deduplication_id": enqueue.deduplication_id,
+            "priority": enqueue.priority,
+            "queue_partition_key": enqueue.partition_key,
+            "visible_at": now + enqueue.delay_ms if enqueue.delay_ms else None,
+        }
+
+    def _check_queue(self, name: str) -> None:
+        super()._check_queue(name)
+        if name not in self.queues:
+            raise WorkflowExecutionError(
+                f"queue {name!r} is not registered on this engine", queue_name=name
+            )
+
+    def run_dequeued(self, record: WorkflowRecord, owner: str) -> None:
+        """Run a workflow the queue runner claimed (it is PENDING, owned by ``owner``)."""
+        defn = self.registry.by_name(record.name)
+        if defn is None:  # same application version, so this should not happen
+            self.log.error(
+                "dequeued workflow %s, but %r is not registered here; it stays PENDING "
+                "for recovery",
+                record.workflow_id,
+                record.name,
+            )
+            return
+        # Only REQUEUE puts a workflow that has checkpoints on a queue, and it always
+        # follows a RECOVER, which counted an attempt: a first attempt has none to read.
+        steps = self.store.load_steps(record.workflow_id) if record.attempts > 1 else []
+        self._spawn(defn, record, owner, steps)
 
     @staticmethod
     def _check_name(workflow_id: str, recorded: str, requested: str) -> None:

@@ -269,6 +269,23 @@ class Management:
                 if child is not None and child.parent_workflow_id == workflow_id:
                     self._cancel(child_id, cascade=True)
 
+    # -- queues ---------------------------------------------------------------------------
+    def _check_queue(self, name: str) -> None:
+        """Refuse a queue name (the engine refuses one it has not registered)."""
+        check_identifier("queue_name", name)
+
+    def pause_queue(self, queue_name: str) -> None:
+        """Pause the queue on every executor: nothing more is dequeued from it (running
+        workflows go on, enqueues still succeed) until :meth:`resume_queue`."""
+        self._check_queue(queue_name)
+        self.store.set_queue_paused(queue_name, True)
+
+    def resume_queue(self, queue_name: str) -> None:
+        """Resume a paused queue on every executor (a no-op if it is not paused)."""
+        self._check_queue(queue_name)
+        self.store.set_queue_paused(queue_name, False)
+        self.hub.notify(f"q:{queue_name}")
+
     # -- messages and events from outside workflows ----------------------------------------
     def send(self, destination_id: str, message: object, topic: str | None = None) -> None:
         """Send a message to a workflow; NonExistentWorkflowError if it does not exist."""

@@ -13,6 +13,7 @@ from collections import Counter
 from durakit.api.clock import now_ms
 from durakit.api.running import Runner
 from durakit.api.validation import possible_ids, storable
+from durakit.core.backoff import Backoff
 from durakit.core.errors import (
     InitializationError,
     StoreUnavailableError,
@@ -51,10 +52,11 @@ class Recovery(Runner):
         background, until the store answers (or the engine stops)."""
 
         def retry() -> None:
+            backoff = Backoff(0.5, 10.0)
             delay = first_delay
             while not self._stopping:
                 time.sleep(delay)
-                delay = min(max(delay, 0.25) * 2, 10.0)
+                delay = backoff.next()
                 try:
                     self.recover_pending_workflows(workflow_ids=[workflow_id])
                     self._store_health().up()
@@ -87,7 +89,8 @@ class Recovery(Runner):
         counts = Counter(
             r.application_version
             for r in self.store.list_workflows(query)
-            if r.application_version != self.application_version
+            # "" is work a client enqueued without a version: any executor may run it.
+            if r.application_version not in (self.application_version, "")
         )
         for version, count in sorted(counts.items()):
             self.log.warning(
@@ -154,6 +157,17 @@ class Recovery(Runner):
                     "workflow %s dead-lettered after %d recoveries", wid, claimed.attempts - 1
                 )
                 self.hub.notify(f"wf:{wid}")
+                continue
+            if claimed.queue_name is not None:
+                # Queued work goes back on its queue rather than running at once here,
+                # so that the queue's limits (this executor's included) still hold; its
+                # attempt is counted above, and the dequeue replays its checkpoints.
+                requeued = self.store.transition_workflow(
+                    wid, plan(WorkflowEvent.REQUEUE, now_ms(self.clock))
+                )
+                if requeued is not None:
+                    self.hub.notify(f"q:{claimed.queue_name}")
+                    recovered.append(wid)
                 continue
             self._spawn(defn, claimed, owner, self.store.load_steps(wid))
             recovered.append(wid)

@@ -152,6 +152,8 @@ class Runner(Control):
             if ours:
                 self._deadlines.unwatch(wid)
             self.hub.notify(f"wf:{wid}")
+            if record.queue_name is not None:
+                self.hub.notify(f"q:{record.queue_name}")  # a slot of its queue is free
             CURRENT.reset(token)
             if self._tracker is not None:
                 self._tracker.workflow_finished()

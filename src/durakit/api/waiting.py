@@ -25,6 +25,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, TypeVar
 
+from durakit.core.backoff import Backoff
+
 if TYPE_CHECKING:
     from durakit.api.clock import Clock
     from durakit.api.context import Context
@@ -113,17 +115,24 @@ class WakeHub:
         one, so it can be rare: many waiters must not turn into a polling storm. Where it
         does not (SQLite written by another process), it is how such writes are seen.
         """
-        return Backoff(first=1.0, cap=10.0) if self.pushed else Backoff(first=0.01, cap=1.0)
+        return recheck_backoff(1.0, 10.0) if self.pushed else recheck_backoff(0.01, 1.0)
 
     @contextmanager
     def listening(self, *keys: str) -> Iterator[threading.Event]:
         """Register a fresh event under ``keys`` for the duration of the block."""
         event = threading.Event()
+        with self.watching(event, *keys):
+            yield event
+
+    @contextmanager
+    def watching(self, event: threading.Event, *keys: str) -> Iterator[None]:
+        """Register ``event`` (its ``set`` is called on a notification) under ``keys``
+        for the duration of the block."""
         with self._lock:
             for key in keys:
                 self._waiters.setdefault(key, set()).add(event)
         try:
-            yield event
+            yield
         finally:
             with self._lock:
                 for key in keys:
@@ -144,15 +153,7 @@ class WakeHub:
             event.set()
 
 
-class Backoff:
+def recheck_backoff(first: float, cap: float) -> Backoff:
     """Fallback re-check intervals: doubling from ``first`` up to ``cap``, each jittered
     down by up to a fifth so that waiters that started together do not re-check together."""
-
-    def __init__(self, first: float = 0.01, cap: float = 1.0) -> None:
-        self._next = first
-        self._cap = cap
-
-    def next(self) -> float:
-        current = self._next
-        self._next = min(self._cap, self._next * 2)
-        return current * random.uniform(0.8, 1.0)  # noqa: S311 - jitter, not secrecy
+    return Backoff(first, cap, jitter=0.2, rng=random.random)

@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import threading
 from collections import deque
+from collections.abc import Sequence
 
 import attrs
 
+from durakit.backends.claims import decide
 from durakit.core import retention, rows, transitions
+from durakit.core.admission import Candidate, Load, QueuePolicy
 from durakit.core.errors import QueueDeduplicatedError
 from durakit.core.records import (
+    Claim,
     Fence,
     InsertResult,
     NewWorkflow,
@@ -24,7 +28,8 @@ from durakit.core.records import (
     WorkflowRecord,
     WriteResult,
 )
-from durakit.core.transitions import WorkflowUpdate
+from durakit.core.status import StatusType, WorkflowEvent
+from durakit.core.transitions import WorkflowUpdate, applied, plan
 
 
 def matches(rec: WorkflowRecord, q: WorkflowQuery) -> bool:
@@ -68,6 +73,7 @@ class MemoryStore:
         self._steps: dict[str, dict[int, StepRecord]] = {}
         self._messages: dict[tuple[str, str | None], deque[str]] = {}
         self._events: dict[tuple[str, str], str] = {}
+        self._paused: set[str] = set()
         self._closed = False
 
     # -- lifecycle -------------------------------------------------------------
@@ -257,3 +263,95 @@ class MemoryStore:
     def get_event(self, workflow_id: str, key: str) -> str | None:
         with self._lock:
             return self._events.get((workflow_id, key))
+
+    # -- queues ------------------------------------------------------------------
+    def claim_queued(
+        self,
+        policy: QueuePolicy,
+        *,
+        executor_id: str,
+        application_version: str,
+        owner: str,
+        now_ms: int,
+    ) -> Claim:
+        with self._lock:
+            if policy.name in self._paused:
+                return Claim()
+            loads = self._loads(policy, executor_id, now_ms)
+            visible: list[Candidate] = []
+            later: list[int] = []
+            for rec in self._workflows.values():
+                if (
+                    rec.queue_name != policy.name
+                    or rec.status is not StatusType.ENQUEUED
+                    or rec.application_version not in (application_version, "")
+                ):
+                    continue
+                if rec.visible_at is not None and rec.visible_at > now_ms:
+                    later.append(rec.visible_at)
+                    continue
+                visible.append(
+                    Candidate(
+                        workflow_id=rec.workflow_id,
+                        created_at=rec.created_at,
+                        priority=rec.priority,
+                        partition=rec.queue_partition_key,
+                        visible_at=rec.visible_at,
+                    )
+                )
+            admitted, wake = decide(policy, loads, visible, now_ms, min(later) if later else None)
+            update = plan(WorkflowEvent.DEQUEUE, now_ms, owner=owner, executor_id=executor_id)
+            claimed = []
+            for candidate in admitted:
+                rec = applied(self._workflows[candidate.workflow_id], update)
+                # Enqueued for any version (by a client): the dequeuing executor's now.
+                rec = attrs.evolve(rec, application_version=application_version)
+                self._workflows[candidate.workflow_id] = rec
+                claimed.append(rec)
+            return Claim(claimed=tuple(claimed), retry_at=wake)
+
+    def _loads(self, policy: QueuePolicy, executor_id: str, now_ms: int) -> dict[str | None, Load]:
+        """Running counts and recent starts of the queue, per partition (None if not
+        partitioned)."""
+        since = None if policy.rate_limit is None else now_ms - policy.rate_limit.period_ms
+        counts: dict[str | None, list[int]] = {}
+        oldest: dict[str | None, int] = {}
+        for rec in self._workflows.values():
+            if rec.queue_name != policy.name:
+                continue
+            key = rec.queue_partition_key if policy.partitioned else None
+            here, total, recent = counts.setdefault(key, [0, 0, 0])
+            if rec.status is StatusType.PENDING:
+                total += 1
+                here += rec.executor_id == executor_id
+            if since is not None and rec.started_at is not None and rec.started_at > since:
+                recent += 1
+                oldest[key] = min(oldest.get(key, rec.started_at), rec.started_at)
+            counts[key] = [here, total, recent]
+        return {
+            key: Load(
+                running_here=here,
+                running_total=total,
+                recent_starts=recent,
+                oldest_start=oldest.get(key),
+            )
+            for key, (here, total, recent) in counts.items()
+        }
+
+    def queues_with_work(self, names: Sequence[str], application_version: str) -> set[str]:
+        wanted = set(names)
+        with self._lock:
+            return {
+                rec.queue_name
+                for rec in self._workflows.values()
+                if rec.queue_name in wanted
+                and rec.status is StatusType.ENQUEUED
+                and rec.application_version in (application_version, "")
+            }
+
+    def set_queue_paused(self, name: str, paused: bool) -> None:
+        with self._lock:
+            if paused:
+                self._paused.add(name)
+            else:
+                self._paused.discard(name)

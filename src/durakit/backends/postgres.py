@@ -20,14 +20,15 @@ from __future__ import annotations
 
 import threading
 import uuid
-from collections.abc import Callable
-from typing import Final
+from collections.abc import Callable, Sequence
+from typing import Any, Final
 
 import attrs
 import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+from durakit.backends.claims import candidate_from, claim_of, decide, loads_from
 from durakit.backends.dsn import mask_secrets
 from durakit.backends.health import StoreHealth
 from durakit.backends.postgres_errors import (
@@ -57,8 +58,10 @@ from durakit.backends.postgres_sql import (
 )
 from durakit.backends.updates import update_params
 from durakit.core import rows
+from durakit.core.admission import QueuePolicy, claim_limit, full_partitions
 from durakit.core.errors import InitializationError, QueueDeduplicatedError
 from durakit.core.records import (
+    Claim,
     Fence,
     InsertResult,
     NewWorkflow,
@@ -214,6 +217,7 @@ class PostgresStore:
                         deduplication_id=new.deduplication_id,
                     ) from None
                 assert row is not None  # the statement always yields one row
+                row = row[:-1]  # the last column is the enqueue's pg_notify
                 if row[0]:
                     return InsertResult(created=True, record=rec)
                 # Otherwise the row was there; if it was committed by a concurrent start
@@ -282,7 +286,7 @@ class PostgresStore:
         def op(conn: Conn, retried: bool) -> WorkflowRecord | None:
             row = conn.execute(self._sql.apply_update, params, prepare=True).fetchone()
             if row is not None:
-                return workflow_from_row(row[:-1])  # the last column is pg_notify's void
+                return workflow_from_row(row[:-2])  # the last two are pg_notify's voids
             if not retried:
                 return None
             # Our first attempt may have committed: recognise its result (a new owner token
@@ -501,3 +505,79 @@ class PostgresStore:
             return None if row is None else str(row[0])
 
         return self._db.run(op)
+
+    # -- queues -----------------------------------------------------------------------
+    def claim_queued(
+        self,
+        policy: QueuePolicy,
+        *,
+        executor_id: str,
+        application_version: str,
+        owner: str,
+        now_ms: int,
+    ) -> Claim:
+        """Claim what admission allows, in one transaction that first takes the queue's
+        advisory lock: claims on one queue take turns, so its budget is never spent
+        twice; SKIP LOCKED passes over rows that a resume or cancel is changing."""
+        params: Params = {
+            "q": policy.name,
+            "me": executor_id,
+            "v": application_version,
+            "owner": owner,
+            "now": now_ms,
+            "part": policy.partitioned,
+            "since": now_ms - (policy.rate_limit.period_ms if policy.rate_limit else 0),
+            "lock": f"durakit.queue:{self._schema}:{policy.name}",
+        }
+
+        def op(conn: Conn, retried: bool) -> Claim:
+            if retried:
+                # Our first attempt may have committed: its rows carry our owner token.
+                rows = conn.execute(self._sql.claimed_by, params).fetchall()
+                if rows:
+                    return claim_of([workflow_from_row(r) for r in rows], None)
+            with conn.transaction():
+                conn.execute(self._sql.lock_queue, params, prepare=True)
+                state = conn.execute(self._sql.queue_state, params, prepare=True).fetchone()
+                assert state is not None  # the statement always yields one row
+                paused, next_visible = state
+                if paused:
+                    return Claim()
+                run = conn.execute(self._sql.queue_running, params, prepare=True).fetchall()
+                recent: list[tuple[Any, ...]] = []
+                if policy.rate_limit is not None:
+                    recent = conn.execute(self._sql.queue_recent, params, prepare=True).fetchall()
+                loads = loads_from(run, recent)
+                params["limit"] = claim_limit(policy, loads)
+                params["full"] = full_partitions(policy, loads)
+                statement = (
+                    self._sql.queue_candidates_priority
+                    if policy.priority_enabled
+                    else self._sql.queue_candidates_fifo
+                )
+                rows = conn.execute(statement, params, prepare=True).fetchall()
+                admitted, wake = decide(
+                    policy, loads, [candidate_from(r) for r in rows], now_ms, next_visible
+                )
+                if not admitted:
+                    return Claim(retry_at=wake)
+                params["ids"] = [c.workflow_id for c in admitted]
+                claimed = conn.execute(self._sql.dequeue, params, prepare=True).fetchall()
+                return claim_of([workflow_from_row(r) for r in claimed], wake)
+
+        return self._db.run(op)
+
+    def queues_with_work(self, names: Sequence[str], application_version: str) -> set[str]:
+        """Those of ``names`` with an ENQUEUED workflow of that version."""
+        params: Params = {"names": list(names), "v": application_version}
+
+        def op(conn: Conn, _retried: bool) -> set[str]:
+            rows = conn.execute(self._sql.queues_with_work, params, prepare=True).fetchall()
+            return {str(r[0]) for r in rows}
+
+        return self._db.run(op)
+
+    def set_queue_paused(self, name: str, paused: bool) -> None:
+        """Pause or resume the queue for every executor; notifies ``q:<name>``."""
+        params: Params = {"q": name, "paused": paused}
+        self._db.run(lambda conn, _retried: conn.execute(self._sql.set_paused, params))

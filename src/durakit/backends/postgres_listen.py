@@ -20,6 +20,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from durakit.backends.health import StoreHealth
 from durakit.backends.postgres_errors import connect_reason
+from durakit.core.backoff import Backoff
 
 RECHECK_ALL: Final = "*"
 """Key passed to callbacks after a reconnection: notifications may have been lost."""
@@ -91,14 +92,14 @@ class Listener:
                 logger.exception("durakit notification callback failed for %r", key)
 
     def _run(self) -> None:
-        delay = _MIN_DELAY_S
+        backoff = Backoff(_MIN_DELAY_S, _MAX_DELAY_S, jitter=0.5, rng=random.random)
         missed = False  # a failure happened since LISTEN was last in effect
         while not self._stop.is_set():
             try:
                 with psycopg.connect(self._conninfo, autocommit=True) as conn:
                     conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self._channel)))
                     self._listening.set()
-                    delay = _MIN_DELAY_S
+                    backoff.reset()
                     if missed:
                         self._health.up()
                         self._dispatch(RECHECK_ALL)
@@ -113,5 +114,4 @@ class Listener:
                 self._health.down(connect_reason(exc))
                 logger.debug("durakit listener lost its connection (%s); reconnecting", exc)
                 # Jittered exponential backoff, interruptible by stop().
-                self._stop.wait(delay * random.uniform(0.5, 1.0))  # noqa: S311 - jitter
-                delay = min(_MAX_DELAY_S, delay * 2)
+                self._stop.wait(backoff.next())

@@ -30,6 +30,7 @@ from psycopg.rows import TupleRow
 
 from durakit.backends.health import StoreHealth
 from durakit.backends.postgres_errors import connect_reason
+from durakit.core.backoff import Backoff
 from durakit.core.errors import StoreUnavailableError
 
 T = TypeVar("T")
@@ -118,7 +119,7 @@ class RetryingPool:
 
     def _run(self, op: Callable[[Conn, bool], T]) -> T:
         deadline = time.monotonic() + self.retry_timeout
-        delay = _MIN_DELAY_S
+        backoff = Backoff(_MIN_DELAY_S, _MAX_DELAY_S, jitter=0.5, rng=random.random)
         retried = False
         while True:
             wait = max(0.1, min(_POOL_WAIT_S, deadline - time.monotonic()))
@@ -126,7 +127,7 @@ class RetryingPool:
                 with self.pool.connection(timeout=wait) as conn:
                     result = op(conn, retried)
             except psycopg.Error as exc:
-                pause = delay * random.uniform(0.5, 1.0)  # noqa: S311 - jitter, not crypto
+                pause = backoff.next()
                 if not is_retryable(exc):
                     raise
                 if _is_outage(exc):
@@ -139,7 +140,6 @@ class RetryingPool:
                 logger.debug("durakit: Postgres call failed (%s); retrying", exc)
                 self._drop_dead_connections()
                 time.sleep(pause)
-                delay = min(_MAX_DELAY_S, delay * 2)
                 retried = True
             else:
                 if self.health.is_down:

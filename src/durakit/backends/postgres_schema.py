@@ -18,7 +18,7 @@ from psycopg import sql
 
 from durakit.core.errors import InitializationError
 
-SCHEMA_VERSION: Final = 2
+SCHEMA_VERSION: Final = 3
 """The schema version this durakit writes and understands."""
 
 DEDUP_INDEX: Final = "workflows_dedup_idx"
@@ -108,6 +108,42 @@ _MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
             value text NOT NULL,
             updated_at bigint NOT NULL,
             PRIMARY KEY (workflow_id, key)
+        )
+        """,
+    ),
+    (
+        # Queues: a partition key, and the time before which a delayed enqueue waits.
+        "ALTER TABLE {s}.workflows ADD COLUMN queue_partition_key text",
+        "ALTER TABLE {s}.workflows ADD COLUMN visible_at bigint",
+        # A claim reads the queue's ENQUEUED rows in queue order (two orders: with and
+        # without priorities), its PENDING ones, and (rate limits) its recent starts.
+        """
+        CREATE INDEX workflows_queue_fifo_idx
+            ON {s}.workflows (queue_name, created_at, workflow_id COLLATE "C")
+            WHERE status = 'ENQUEUED'
+        """,
+        """
+        CREATE INDEX workflows_queue_priority_idx
+            ON {s}.workflows (queue_name, priority, created_at, workflow_id COLLATE "C")
+            WHERE status = 'ENQUEUED'
+        """,
+        """
+        CREATE INDEX workflows_queue_running_idx ON {s}.workflows (queue_name, executor_id)
+            WHERE status = 'PENDING'
+        """,
+        """
+        CREATE INDEX workflows_queue_starts_idx ON {s}.workflows (queue_name, started_at)
+            WHERE queue_name IS NOT NULL
+        """,
+        """
+        CREATE INDEX workflows_queue_delayed_idx ON {s}.workflows (queue_name, visible_at)
+            WHERE status = 'ENQUEUED' AND visible_at IS NOT NULL
+        """,
+        # One row per queue that was ever paused or resumed: its pause flag.
+        """
+        CREATE TABLE {s}.queues (
+            name text PRIMARY KEY,
+            paused boolean NOT NULL DEFAULT false
         )
         """,
     ),

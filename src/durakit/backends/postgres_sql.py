@@ -103,19 +103,28 @@ class Statements:
         w_cols = ", ".join(f"w.{c}" for c in WF_FIELDS)
         values = ", ".join(f"%({c})s" for c in WF_FIELDS)
         self.schema = s
+        # A queued workflow that changes status gives its queue work or room: runners in
+        # other processes hear it as ``q:<name>``.
+        notify_queue = (
+            f"CASE WHEN queue_name IS NOT NULL THEN pg_notify({channel}, 'q:' || queue_name) END"
+        )
 
         # One round trip for a start: the insert, and the existing row if there was one.
         # The outer SELECT runs on the statement's snapshot, so it cannot see the row the
         # CTE inserts (w.* is NULL when created) -- nor a row that a concurrent start
         # committed after the snapshot, which is why the caller falls back to a SELECT
         # when neither branch produced a row.
+        # A created ENQUEUED row also wakes its queue's runners in other processes
+        # (the last column), in the same transaction.
         self.insert_workflow = f"""
             WITH ins AS (
                 INSERT INTO {s}.workflows ({_WF_COLS}) VALUES ({values})
                 ON CONFLICT (workflow_id) DO NOTHING
-                RETURNING 1
+                RETURNING queue_name, status
             )
-            SELECT (SELECT count(*) FROM ins), {w_cols}
+            SELECT (SELECT count(*) FROM ins), {w_cols},
+                   (SELECT pg_notify({channel}, 'q:' || queue_name) FROM ins
+                    WHERE queue_name IS NOT NULL AND status = 'ENQUEUED')
             FROM (SELECT 1) AS one
             LEFT JOIN {s}.workflows AS w ON w.workflow_id = %(workflow_id)s"""
 
@@ -141,7 +150,7 @@ class Statements:
             WHERE workflow_id = %(id)s
               AND status = ANY(%(from_statuses)s::text[])
               AND (%(fence_owner)s::text IS NULL OR owner = %(fence_owner)s::text)
-            RETURNING {_WF_COLS}, pg_notify({channel}, 'wf:' || workflow_id)"""
+            RETURNING {_WF_COLS}, pg_notify({channel}, 'wf:' || workflow_id), {notify_queue}"""
 
         # Garbage collection, one batch per statement: core.retention.collectable in SQL,
         # the doomed rows locked (SKIP LOCKED: a row another transaction is changing, a
@@ -315,6 +324,60 @@ class Statements:
             SELECT pg_notify({channel}, 'evt:' || workflow_id) FROM ev"""
 
         self.get_event = f"SELECT value FROM {s}.events WHERE workflow_id = %s AND key = %s"
+
+        # -- queues: the claim's statements, run in one transaction in this order ----
+        # The budget lock: a transaction-scoped advisory lock per (schema, queue). Unlike
+        # a row lock it takes no transaction ID and writes no WAL, so a claim that finds
+        # nothing to start commits without a disk flush. (Two queues whose keys collide
+        # only take turns.)
+        self.lock_queue = "SELECT pg_advisory_xact_lock(hashtextextended(%(lock)s, 0))"
+        # Read after the lock is held: a statement's snapshot is taken when it starts, so
+        # one that waited for the lock would otherwise miss a pause committed meanwhile.
+        self.queue_state = f"""
+            SELECT (SELECT paused FROM {s}.queues WHERE name = %(q)s),
+                   (SELECT min(visible_at) FROM {s}.workflows
+                    WHERE queue_name = %(q)s AND status = 'ENQUEUED' AND visible_at > %(now)s)"""
+        self.queue_running = f"""
+            SELECT CASE WHEN %(part)s THEN queue_partition_key END,
+                   count(*) FILTER (WHERE executor_id = %(me)s), count(*)
+            FROM {s}.workflows WHERE queue_name = %(q)s AND status = 'PENDING'
+            GROUP BY 1"""
+        self.queue_recent = f"""
+            SELECT CASE WHEN %(part)s THEN queue_partition_key END, count(*), min(started_at)
+            FROM {s}.workflows WHERE queue_name = %(q)s AND started_at > %(since)s
+            GROUP BY 1"""
+        candidates = f"""
+            SELECT workflow_id, created_at, priority, queue_partition_key, visible_at
+            FROM {s}.workflows
+            WHERE queue_name = %(q)s AND status = 'ENQUEUED'
+              AND application_version IN (%(v)s, '')
+              AND (visible_at IS NULL OR visible_at <= %(now)s)
+              AND (queue_partition_key IS NULL
+                   OR queue_partition_key <> ALL(%(full)s::text[]))
+            ORDER BY {{}}created_at, workflow_id COLLATE "C"
+            LIMIT %(limit)s
+            FOR UPDATE SKIP LOCKED"""
+        self.queue_candidates_fifo = candidates.format("")
+        self.queue_candidates_priority = candidates.format("priority, ")
+        self.dequeue = f"""
+            UPDATE {s}.workflows
+            SET status = 'PENDING', owner = %(owner)s, executor_id = %(me)s,
+                application_version = %(v)s, updated_at = %(now)s, started_at = %(now)s,
+                deadline_ms = CASE WHEN timeout_ms IS NOT NULL THEN %(now)s + timeout_ms
+                                   ELSE deadline_ms END
+            WHERE workflow_id = ANY(%(ids)s::text[]) AND status = 'ENQUEUED'
+            RETURNING {_WF_COLS}"""
+        self.claimed_by = f"""
+            SELECT {_WF_COLS} FROM {s}.workflows
+            WHERE queue_name = %(q)s AND status = 'PENDING' AND owner = %(owner)s"""
+        self.queues_with_work = f"""
+            SELECT DISTINCT queue_name FROM {s}.workflows
+            WHERE status = 'ENQUEUED' AND queue_name = ANY(%(names)s::text[])
+              AND application_version IN (%(v)s, '')"""
+        self.set_paused = f"""
+            INSERT INTO {s}.queues (name, paused) VALUES (%(q)s, %(paused)s)
+            ON CONFLICT (name) DO UPDATE SET paused = EXCLUDED.paused
+            RETURNING pg_notify({channel}, 'q:' || name)"""
 
     def list_workflows(self, q: WorkflowQuery) -> tuple[str, Params]:
         """The SELECT for ``q``: same filters, order and paging as the reference store."""

@@ -14,11 +14,13 @@ a stale execution (a zombie process, a superseded recovery) from recording anyth
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Protocol, runtime_checkable
 
 from durakit.backends.health import StoreHealth
+from durakit.core.admission import QueuePolicy
 from durakit.core.records import (
+    Claim,
     Fence,
     InsertResult,
     NewWorkflow,
@@ -170,6 +172,42 @@ class MessageStore(Protocol):
         ...
 
 
+class QueueStore(Protocol):
+    """Queues: claim ENQUEUED workflows within a queue's limits, pause and resume."""
+
+    def claim_queued(
+        self,
+        policy: QueuePolicy,
+        *,
+        executor_id: str,
+        application_version: str,
+        owner: str,
+        now_ms: int,
+    ) -> Claim:
+        """Dequeue what :func:`durakit.core.admission.admit` lets start now.
+
+        Atomic, and serialized with every other claim on the same queue (by any
+        process): the queue's budget is locked while its load (PENDING workflows of the
+        queue here and everywhere, starts within the rate-limit window) is read, the
+        candidates chosen and claimed, so two executors never spend one budget twice.
+        Candidates are the queue's ENQUEUED rows of ``application_version`` (or of
+        ``""``: any version, which the claim replaces by ``application_version``) whose
+        ``visible_at`` has passed; nothing is claimed while the queue is paused. Each
+        claimed row becomes PENDING as by the DEQUEUE event (``owner``, ``executor_id``,
+        ``started_at = now_ms``, deadline re-armed from its timeout).
+        """
+        ...
+
+    def queues_with_work(self, names: Sequence[str], application_version: str) -> set[str]:
+        """Those of ``names`` that have an ENQUEUED workflow of ``application_version``
+        or ``""`` (visible or not): a cheap check before claiming."""
+        ...
+
+    def set_queue_paused(self, name: str, paused: bool) -> None:
+        """Pause (nothing is claimed from it) or resume the queue, for every executor."""
+        ...
+
+
 class RetentionStore(Protocol):
     """Garbage collection of finished workflows."""
 
@@ -183,7 +221,9 @@ class RetentionStore(Protocol):
         ...
 
 
-class SystemStore(WorkflowStore, VersionStore, StepStore, MessageStore, RetentionStore, Protocol):
+class SystemStore(
+    WorkflowStore, VersionStore, StepStore, MessageStore, QueueStore, RetentionStore, Protocol
+):
     """Everything the engine needs from a store, plus its lifecycle."""
 
     def migrate(self) -> None:
@@ -200,7 +240,9 @@ class PushNotifications(Protocol):
     """Optional: the store can tell this process that something changed elsewhere.
 
     Keys are ``"wf:<id>"`` (a workflow finished or changed status), ``"msg:<id>"`` (a
-    message for that workflow), ``"evt:<id>"`` (an event of that workflow). Delivery is
+    message for that workflow), ``"evt:<id>"`` (an event of that workflow), ``"q:<name>"``
+    (a queue got work or room: an enqueue, a queued workflow finished, a resume of the
+    queue). Delivery is
     a hint: waiters always re-check the store, so a lost notification costs latency only.
     """
 

@@ -21,13 +21,16 @@ import attrs
 from sqlite_utils import Database
 
 from durakit.backends import sqlite_schema
+from durakit.backends.claims import candidate_from, claim_of, decide, loads_from
 from durakit.backends.health import StoreHealth
 from durakit.backends.sqlite_errors import SQLiteFileError
 from durakit.backends.sqlite_pool import ConnectionPool
 from durakit.backends.updates import update_params
 from durakit.core import rows
+from durakit.core.admission import QueuePolicy, claim_limit, full_partitions
 from durakit.core.errors import InitializationError, QueueDeduplicatedError
 from durakit.core.records import (
+    Claim,
     Fence,
     InsertResult,
     NewWorkflow,
@@ -46,8 +49,8 @@ _WF_COLUMNS: Final = (
     "workflow_id", "name", "status", "input", "output", "error", "executor_id",
     "application_version", "application_id", "owner", "created_at", "updated_at",
     "attempts", "queue_name", "deduplication_id", "priority", "timeout_ms", "deadline_ms",
-    "started_at", "authenticated_user", "assumed_role", "authenticated_roles",
-    "parent_workflow_id",
+    "started_at", "queue_partition_key", "visible_at", "authenticated_user", "assumed_role",
+    "authenticated_roles", "parent_workflow_id",
 )  # fmt: skip
 _WF_SELECT: Final = ", ".join(_WF_COLUMNS)
 _NEW_COLUMNS: Final = tuple(c for c in _WF_COLUMNS if c not in ("output", "error"))
@@ -510,3 +513,95 @@ class SQLiteStore:
                 "SELECT value FROM events WHERE workflow_id = ? AND key = ?", (workflow_id, key)
             ).fetchone()
         return None if row is None else str(row[0])
+
+    # -- queues ----------------------------------------------------------------
+    def claim_queued(
+        self,
+        policy: QueuePolicy,
+        *,
+        executor_id: str,
+        application_version: str,
+        owner: str,
+        now_ms: int,
+    ) -> Claim:
+        """Claim what admission allows; BEGIN IMMEDIATE serializes every claim (and every
+        other write) of every process on the file, so the budget is read and spent at once."""
+        q = policy.name
+        with self._write() as db:
+            paused = db.execute("SELECT paused FROM queues WHERE name = ?", (q,)).fetchone()
+            if paused is not None and paused[0]:
+                return Claim()
+            part = "queue_partition_key" if policy.partitioned else "NULL"
+            running = db.execute(
+                f"SELECT {part}, sum(executor_id = ?), count(*) FROM workflows "
+                "WHERE queue_name = ? AND status = 'PENDING' GROUP BY 1",
+                (executor_id, q),
+            ).fetchall()
+            recent: list[Any] = []
+            if policy.rate_limit is not None:
+                recent = db.execute(
+                    f"SELECT {part}, count(*), min(started_at) FROM workflows "
+                    "WHERE queue_name = ? AND started_at > ? GROUP BY 1",
+                    (q, now_ms - policy.rate_limit.period_ms),
+                ).fetchall()
+            loads = loads_from(running, recent)
+            limit = claim_limit(policy, loads)
+            full = full_partitions(policy, loads)
+            order = "priority, " if policy.priority_enabled else ""
+            rows = db.execute(
+                "SELECT workflow_id, created_at, priority, queue_partition_key, visible_at "
+                "FROM workflows WHERE queue_name = ? AND status = 'ENQUEUED' "
+                "AND application_version IN (?, '') AND (visible_at IS NULL OR visible_at <= ?) "
+                f"AND coalesce(queue_partition_key, '') NOT IN ({', '.join('?' * len(full))}) "
+                f"ORDER BY {order}created_at, workflow_id LIMIT ?",
+                (q, application_version, now_ms, *full, limit),
+            ).fetchall()
+            later = db.execute(
+                "SELECT min(visible_at) FROM workflows WHERE queue_name = ? "
+                "AND status = 'ENQUEUED' AND visible_at > ?",
+                (q, now_ms),
+            ).fetchone()[0]
+            admitted, wake = decide(policy, loads, [candidate_from(r) for r in rows], now_ms, later)
+            claimed = []
+            for candidate in admitted:
+                row = db.execute(
+                    "UPDATE workflows SET status = 'PENDING', owner = ?, executor_id = ?, "
+                    "application_version = ?, "
+                    "updated_at = ?, started_at = ?, deadline_ms = CASE WHEN timeout_ms "
+                    "IS NOT NULL THEN ? + timeout_ms ELSE deadline_ms END "
+                    f"WHERE workflow_id = ? AND status = 'ENQUEUED' RETURNING {_WF_SELECT}",
+                    (
+                        owner,
+                        executor_id,
+                        application_version,
+                        now_ms,
+                        now_ms,
+                        now_ms,
+                        candidate.workflow_id,
+                    ),
+                ).fetchone()
+                if row is not None:
+                    claimed.append(_record(row))
+        return claim_of(claimed, wake)
+
+    def queues_with_work(self, names: Sequence[str], application_version: str) -> set[str]:
+        """Those of ``names`` with an ENQUEUED workflow of that version."""
+        if not names:
+            return set()
+        with self._connection() as db:
+            rows = db.execute(
+                "SELECT DISTINCT queue_name FROM workflows WHERE status = 'ENQUEUED' "
+                f"AND queue_name IN ({', '.join('?' * len(names))}) "
+                "AND application_version IN (?, '')",
+                (*names, application_version),
+            ).fetchall()
+        return {str(r[0]) for r in rows}
+
+    def set_queue_paused(self, name: str, paused: bool) -> None:
+        """Pause or resume the queue for every process on the file."""
+        with self._write() as db:
+            db.execute(
+                "INSERT INTO queues (name, paused) VALUES (?, ?) "
+                "ON CONFLICT (name) DO UPDATE SET paused = excluded.paused",
+                (name, int(paused)),
+            )

@@ -98,6 +98,32 @@ MIGRATIONS: Final[tuple[tuple[int, tuple[str, ...]], ...]] = (
     (
         2,
         (
+            # Queues: a partition key, and the time before which a delayed enqueue waits.
+            "ALTER TABLE workflows ADD COLUMN queue_partition_key TEXT",
+            "ALTER TABLE workflows ADD COLUMN visible_at INTEGER",
+            # A claim reads the queue's ENQUEUED rows in queue order and its PENDING ones;
+            # the rate limit counts its recent starts.
+            """
+            CREATE INDEX workflows_queue_order
+                ON workflows (queue_name, status, priority, created_at, workflow_id)
+                WHERE queue_name IS NOT NULL
+            """,
+            """
+            CREATE INDEX workflows_queue_starts ON workflows (queue_name, started_at)
+                WHERE queue_name IS NOT NULL
+            """,
+            # One row per queue that was ever paused or resumed.
+            """
+            CREATE TABLE queues (
+                name TEXT PRIMARY KEY NOT NULL,
+                paused INTEGER NOT NULL DEFAULT 0
+            )
+            """,
+        ),
+    ),
+    (
+        3,
+        (
             # The admin API's and dashboard's lists: filtered by status or by name,
             # ordered by creation time, one page at a time.
             """

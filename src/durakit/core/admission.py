@@ -77,6 +77,7 @@ class Load:
     running_here: int = 0  # PENDING on this executor
     running_total: int = 0  # PENDING on every executor
     recent_starts: int = 0  # started within the rate limit's window, on every executor
+    oldest_start: int | None = None  # the earliest of those starts (when the window moves)
 
 
 NO_LOAD = Load()
@@ -109,6 +110,51 @@ def room(policy: QueuePolicy, load: Load) -> int | None:
     if policy.rate_limit is not None:
         limits.append(policy.rate_limit.limit - load.recent_starts)
     return max(0, min(limits)) if limits else None
+
+
+CLAIM_BATCH = 1000
+"""The most candidates one pass reads, so a huge backlog is never read whole."""
+
+
+def claim_limit(policy: QueuePolicy, loads: Mapping[str | None, Load]) -> int:
+    """How many candidates (in queue order) a pass needs to read, at most.
+
+    For an unpartitioned queue, no more than the room left; a partitioned queue reads a
+    batch (the store leaves out the partitions in :func:`full_partitions`).
+    """
+    limit = min(CLAIM_BATCH, policy.max_tasks_per_iteration or CLAIM_BATCH)
+    if not policy.partitioned:
+        left = room(policy, loads.get(None, NO_LOAD))
+        if left is not None:
+            limit = min(limit, left)
+    return limit
+
+
+def full_partitions(policy: QueuePolicy, loads: Mapping[str | None, Load]) -> list[str]:
+    """Partition keys with no room now: their candidates need not be read at all."""
+    if not policy.partitioned:
+        return []
+    return sorted(k for k, load in loads.items() if k is not None and room(policy, load) == 0)
+
+
+def retry_at(
+    policy: QueuePolicy,
+    loads: Mapping[str | None, Load],
+    waiting: Sequence[Candidate],
+    next_visible: int | None,
+) -> int | None:
+    """When time alone may let more of the queue start, after a pass left ``waiting``
+    (visible candidates it could not admit) and ``next_visible`` (the earliest end of a
+    delay still running): a delay ends, or a full rate-limit window moves on. None if
+    only an event (a completion, an enqueue) can. Epoch ms."""
+    times = [] if next_visible is None else [next_visible]
+    rate = policy.rate_limit
+    if rate is not None:
+        for candidate in waiting:
+            load = loads.get(candidate.partition if policy.partitioned else None, NO_LOAD)
+            if load.recent_starts >= rate.limit and load.oldest_start is not None:
+                times.append(load.oldest_start + rate.period_ms)
+    return min(times) if times else None
 
 
 def admit(

@@ -33,6 +33,8 @@ class NewWorkflow:
     priority: int = 0
     timeout_ms: int | None = None
     deadline_ms: int | None = None
+    queue_partition_key: str | None = None
+    visible_at: int | None = None  # a delayed enqueue: not to be dequeued before this
     authenticated_user: str | None = None
     assumed_role: str | None = None
     authenticated_roles: tuple[str, ...] | None = None
@@ -62,10 +64,22 @@ class WorkflowRecord:
     timeout_ms: int | None = None
     deadline_ms: int | None = None
     started_at: int | None = None
+    queue_partition_key: str | None = None
+    visible_at: int | None = None
     authenticated_user: str | None = None
     assumed_role: str | None = None
     authenticated_roles: tuple[str, ...] | None = None
     parent_workflow_id: str | None = None
+
+
+@attrs.frozen(kw_only=True)
+class Claim:
+    """What one queue claim did: the rows it dequeued (now PENDING, owned by the
+    claimer), and when time alone may let more start (a delay ending, the rate-limit
+    window moving on), in epoch ms, or None."""
+
+    claimed: tuple[WorkflowRecord, ...] = ()
+    retry_at: int | None = None
 
 
 @attrs.frozen(kw_only=True)

@@ -7,6 +7,8 @@ from typing import Any
 
 import attrs
 
+from durakit.core.backoff import exponential
+
 # The checks are written `not lo <= value < inf` so that NaN (which compares false to
 # everything) and infinity are refused too: either would make a delay NaN or infinite.
 
@@ -36,15 +38,7 @@ class RetryPolicy:
 
     def delay_before_retry(self, n: int) -> float:
         """Seconds to wait before retry ``n`` (1-based)."""
-        if n < 1:
-            raise ValueError(f"retry number must be >= 1, got {n}")
-        # Cap the exponent's growth before it overflows a float for large n.
-        delay = self.base_interval
-        for _ in range(n - 1):
-            delay *= self.backoff_factor
-            if delay >= self.max_interval:
-                break
-        return min(delay, self.max_interval)
+        return exponential(self.base_interval, self.backoff_factor, self.max_interval, n)
 
     def may_retry(self, failed_attempts: int) -> bool:
         """Whether another attempt is allowed after ``failed_attempts`` failures."""

@@ -41,6 +41,8 @@ def created(new: NewWorkflow) -> WorkflowRecord:
         timeout_ms=new.timeout_ms,
         deadline_ms=deadline,
         started_at=new.created_at if pending else None,
+        queue_partition_key=new.queue_partition_key,
+        visible_at=new.visible_at,
         authenticated_user=new.authenticated_user,
         assumed_role=new.assumed_role,
         authenticated_roles=new.authenticated_roles,

@@ -38,6 +38,7 @@ class WorkflowEvent(enum.Enum):
     TIMEOUT = "TIMEOUT"  # the stored deadline passed (expiry is cancellation)
     RESUME = "RESUME"  # resume_workflow
     DEAD_LETTER = "DEAD_LETTER"  # recovered more than max_recovery_attempts times
+    REQUEUE = "REQUEUE"  # recovery puts dequeued work back on its queue (its limits apply)
 
 
 class Absorb(enum.Enum):
@@ -67,6 +68,7 @@ TRANSITIONS: Final[dict[tuple[StatusType, WorkflowEvent], Outcome]] = {
     (S.PENDING, E.TIMEOUT): S.CANCELLED,
     (S.PENDING, E.RESUME): ABSORB,
     (S.PENDING, E.DEAD_LETTER): S.MAX_RECOVERY_ATTEMPTS_EXCEEDED,
+    (S.PENDING, E.REQUEUE): S.ENQUEUED,
     (S.SUCCESS, E.CANCEL): ABSORB,
     (S.SUCCESS, E.TIMEOUT): ABSORB,
     (S.SUCCESS, E.RESUME): ABSORB,

@@ -88,6 +88,9 @@ _EFFECTS: Final[dict[WorkflowEvent, _Effects]] = {
     E.CANCEL: _Effects(),
     E.TIMEOUT: _Effects(),
     E.DEAD_LETTER: _Effects(),
+    # The old owner token stays, but the row is no longer PENDING, so fenced writes of
+    # the previous execution fail; the next DEQUEUE claims it with a new token.
+    E.REQUEUE: _Effects(),
 }
 assert set(_EFFECTS) == set(WorkflowEvent)  # a new event needs a row here
 
@@ -102,7 +105,8 @@ def plan(
     """The update for a claiming or stopping event (everything but COMPLETE and FAIL).
 
     A claiming event (DEQUEUE, RECOVER, RESUME) needs the new ``owner`` token and the
-    claiming ``executor_id``; a stopping one (CANCEL, TIMEOUT, DEAD_LETTER) takes neither.
+    claiming ``executor_id``; a stopping one (CANCEL, TIMEOUT, DEAD_LETTER) or a REQUEUE
+    takes neither.
     """
     effects = _EFFECTS[event]
     if effects.finishes:

@@ -305,10 +305,7 @@ class MockContext:
     def recv(self, topic: str | None = None, timeout: Timeout = 60.0) -> Any: ...
 
     @overload
-    def recv(self, topic: str | None, timeout: Timeout, *, type: type[T]) -> T: ...
-
-    @overload
-    def recv(self, topic: str | None = None, *, type: type[T], timeout: Timeout = 60.0) -> T: ...
+    def recv(self, topic: str | None = None, timeout: Timeout = 60.0, *, type: type[T]) -> T: ...
 
     def recv(self, topic: str | None = None, timeout: Timeout = 60.0, *, type: Any = None) -> Any:
         """The oldest scripted message on ``topic``; DurakitTimeoutError when none is left."""
@@ -340,11 +337,8 @@ class MockContext:
     def get_event(self, workflow_id: str, key: str, timeout: Timeout = 60.0) -> Any: ...
 
     @overload
-    def get_event(self, workflow_id: str, key: str, timeout: Timeout, *, type: type[T]) -> T: ...
-
-    @overload
     def get_event(
-        self, workflow_id: str, key: str, *, type: type[T], timeout: Timeout = 60.0
+        self, workflow_id: str, key: str, timeout: Timeout = 60.0, *, type: type[T]
     ) -> T: ...
 
     def get_event(
