@@ -60,10 +60,16 @@ class Config:
             started it. Needs ``pip install 'durakit[otel]'``: without it, the engine
             refuses to be created (``InitializationError``). ``False`` (the default):
             nothing of OpenTelemetry is imported.
-        admin_server: Reserved for the admin HTTP endpoint, which durakit does not
-            have yet: this field and ``admin_host`` / ``admin_port`` have no effect.
-        admin_host: See ``admin_server``.
-        admin_port: See ``admin_server``; must be a valid port number.
+        admin_server: Serve the admin HTTP API and the web dashboard while the engine
+            is launched (``launch()`` starts it, ``shutdown()`` stops it). Off by default.
+        admin_host: The address the admin server binds (default ``"127.0.0.1"``).
+            Another address than ``127.0.0.1``, ``::1`` or ``localhost`` needs an
+            ``admin_token``: without one ``launch()`` raises ``InitializationError``.
+        admin_port: The admin server's port (default 3001); 0 picks a free port, and
+            ``app.admin_url`` tells which.
+        admin_token: When set (or, when ``None``, the environment variable
+            ``DURAKIT_ADMIN_TOKEN``), every admin request but ``GET /healthz`` and the
+            dashboard's own files needs ``Authorization: Bearer <token>``.
         application_version: The version recorded on each workflow started here;
             ``launch()`` recovers only PENDING workflows of this version. ``None``: the
             environment variable ``DURAKIT_APP_VERSION``, else a hash of the registered
@@ -96,6 +102,7 @@ class Config:
     admin_server: bool = False
     admin_host: str = "127.0.0.1"
     admin_port: int = 3001
+    admin_token: str | None = None
     application_version: str | None = None
     executor_id: str | None = None
     clock: Clock = attrs.field(factory=SystemClock)
@@ -110,8 +117,10 @@ class Config:
             raise InitializationError(
                 f"Config.database_schema must be a plain identifier, got {self.database_schema!r}"
             )
-        if not 0 < self.admin_port < 65536:
+        if not 0 <= self.admin_port < 65536:
             raise InitializationError(f"Config.admin_port out of range: {self.admin_port}")
+        if self.admin_token is not None and not self.admin_token.strip():
+            raise InitializationError("Config.admin_token must not be blank (None: no token)")
         if self.max_concurrent_workflows is not None and self.max_concurrent_workflows < 1:
             raise InitializationError(
                 "Config.max_concurrent_workflows must be >= 1 or None, "
@@ -133,6 +142,10 @@ class Config:
     def resolved_executor_id(self) -> str:
         """Config value, else DURAKIT_EXECUTOR_ID, else "local"."""
         return self.executor_id or os.environ.get("DURAKIT_EXECUTOR_ID") or "local"
+
+    def resolved_admin_token(self) -> str | None:
+        """Config value, else DURAKIT_ADMIN_TOKEN (blank: none), else None."""
+        return self.admin_token or os.environ.get("DURAKIT_ADMIN_TOKEN", "").strip() or None
 
     def resolved_logger(self) -> logging.Logger:
         return self.logger or logging.getLogger("durakit")

@@ -42,6 +42,8 @@ from durakit.core.status import StatusType
 if TYPE_CHECKING:
     from logging import Logger
 
+    from durakit.admin.server import AdminServer
+
 
 R = TypeVar("R")
 P = TypeVar("P")
@@ -109,6 +111,7 @@ class Durakit(Recovery):
         # Executions past their body, recording their outcome: a NOTIFY about them is
         # (most likely) that outcome's own, and needs no cancellation check.
         self._finishing: set[WorkflowContext] = set()
+        self._admin: AdminServer | None = None
         self.queues: dict[str, Queue] = {}
         self._queue_runner: QueueRunner | None = None
 
@@ -222,15 +225,30 @@ class Durakit(Recovery):
             )
         return self._store
 
+    @property
+    def admin_url(self) -> str | None:
+        """The admin server's base URL (``http://127.0.0.1:3001``) while it runs, else None.
+
+        With ``Config(admin_port=0)`` this is where to read the port it picked."""
+        return None if self._admin is None else self._admin.url
+
     def launch(self) -> None:
         """Open and migrate the store, recover this executor's pending workflows, and
-        start the schedules (and retention, when configured).
+        start the schedules (and retention, when configured), and the admin server when
+        ``Config.admin_server`` is set.
 
         Also after :meth:`shutdown`: a store the engine opened from ``database_url`` is
         opened again on the same database, and the background threads start again.
         """
         if self._launched:
             return
+        token = self.config.resolved_admin_token()
+        if self.config.admin_server:
+            # Imported here: an application without the admin server never loads the
+            # web stack. Checked before anything opens, so a refused config leaves nothing.
+            from durakit.admin.server import AdminServer, check_exposure  # noqa: PLC0415
+
+            check_exposure(self.config.admin_host, token)
         if self._store is None:
             from durakit.backends import urls  # noqa: PLC0415 - drivers load on demand
 
@@ -277,6 +295,20 @@ class Durakit(Recovery):
                 self._store, self.clock, self.config.retention, self.log
             )
             self._retention.start()
+        if self.config.admin_server:
+            try:
+                self._admin = AdminServer(
+                    self,
+                    host=self.config.admin_host,
+                    port=self.config.admin_port,
+                    token=token,
+                    log=self.log,
+                )
+                self._admin.start()
+            except BaseException:
+                self._admin = None
+                self.shutdown()
+                raise
 
     def _start_tick(self, name: str, tick: datetime) -> None:
         """Start one tick of a scheduled workflow (its ID makes it once per tick)."""
@@ -291,6 +323,9 @@ class Durakit(Recovery):
         check_duration("timeout", timeout)
         if not self._launched:
             return
+        if self._admin is not None:
+            self._admin.stop(timeout)
+            self._admin = None
         self._stopping = True
         # A real-time bound: a fake clock may jump while we wait for the threads.
         deadline = time.monotonic() + timeout

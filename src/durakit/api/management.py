@@ -18,6 +18,7 @@ from durakit.api.status import StepInfo, WorkflowStatus, from_ms
 from durakit.api.validation import (
     check_identifier,
     check_identifiers,
+    check_text,
     identifier_problem,
     possible_ids,
     storable,
@@ -216,6 +217,8 @@ class Management:
                     output=self._shown(workflow_id, s.output, UNKNOWN, f"output {of}"),
                     error=self._shown_error(workflow_id, s.error, f"error {of}"),
                     child_workflow_id=s.child_workflow_id,
+                    started_at=from_ms(s.started_at),
+                    completed_at=from_ms(s.completed_at),
                 )
             )
         return steps
@@ -425,6 +428,7 @@ class Control(Management):
         ``forked_workflow_id`` must be new: ConflictingIDError if a workflow (an earlier
         fork included) already has it."""
         original = self._require(original_workflow_id, "original_workflow_id")
+        check_text(application_version=application_version)
         if forked_workflow_id is None:
             new_id = str(uuid.uuid4())
         else:

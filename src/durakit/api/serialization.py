@@ -26,7 +26,7 @@ from typing import Any, Final
 import cattrs
 from cattrs.preconf.json import make_converter
 
-from durakit.api.errors_codec import error_data, is_plain_json, rebuild_error
+from durakit.api.errors_codec import error_data, is_plain_json, rebuild_error, safe_repr
 from durakit.core.errors import SerializationError
 
 FORMAT_VERSION: Final = 1
@@ -144,6 +144,15 @@ class Serializer:
             return self.loads(text, type_, what=what), None
         except SerializationError as exc:
             return _plain_data(text), exc
+
+    def plain(self, value: object) -> Any:
+        """``value`` as plain data for display (the admin API, the CLI): unstructured by
+        its runtime class, as :meth:`dumps_payload` would store it. Not necessarily JSON
+        yet: the caller still makes keys text and non-finite floats strings."""
+        try:
+            return self._conv.unstructure(value)
+        except Exception:  # noqa: BLE001 - display only: a value that cannot be unstructured is shown as its repr
+            return safe_repr(value)
 
     # -- errors (see errors_codec) --------------------------------------------------------
     def dumps_error(self, exc: BaseException) -> str:

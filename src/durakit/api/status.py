@@ -68,6 +68,10 @@ class StepInfo:
     one; so does each ``recv`` or ``get_event`` that had to wait, for its timeout, in
     the step ID just before its own (a ``recv`` or ``get_event`` always takes two IDs,
     so the first is a gap when it did not wait).
+
+    ``started_at`` / ``completed_at`` are when the step's function began and when its
+    outcome was recorded (aware UTC datetimes); None for a step recorded without them
+    (durakit's own instantaneous operations record both as the same instant).
     """
 
     step_id: int
@@ -75,3 +79,5 @@ class StepInfo:
     output: Any = None
     error: BaseException | None = None
     child_workflow_id: str | None = None
+    started_at: datetime | None = None
+    completed_at: datetime | None = None

@@ -18,7 +18,7 @@ from psycopg import sql
 
 from durakit.core.errors import InitializationError
 
-SCHEMA_VERSION: Final = 3
+SCHEMA_VERSION: Final = 4
 """The schema version this durakit writes and understands."""
 
 DEDUP_INDEX: Final = "workflows_dedup_idx"
@@ -145,6 +145,18 @@ _MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
             name text PRIMARY KEY,
             paused boolean NOT NULL DEFAULT false
         )
+        """,
+    ),
+    (
+        # The admin API's and dashboard's lists: filtered by status or by name, ordered
+        # by creation time (then ID, as list_workflows orders), one page at a time.
+        """
+        CREATE INDEX workflows_status_created_idx
+            ON {s}.workflows (status, created_at, workflow_id COLLATE "C")
+        """,
+        """
+        CREATE INDEX workflows_name_created_idx
+            ON {s}.workflows (name, created_at, workflow_id COLLATE "C")
         """,
     ),
     (

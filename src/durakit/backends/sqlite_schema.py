@@ -123,6 +123,21 @@ MIGRATIONS: Final[tuple[tuple[int, tuple[str, ...]], ...]] = (
     ),
     (
         3,
+        (
+            # The admin API's and dashboard's lists: filtered by status or by name,
+            # ordered by creation time, one page at a time.
+            """
+            CREATE INDEX workflows_status_created_at
+                ON workflows (status, created_at, workflow_id)
+            """,
+            """
+            CREATE INDEX workflows_name_created_at
+                ON workflows (name, created_at, workflow_id)
+            """,
+        ),
+    ),
+    (
+        4,
         # Tracing: the trace context of the workflow's starter (NULL without tracing).
         ("ALTER TABLE workflows ADD COLUMN trace_context TEXT",),
     ),
