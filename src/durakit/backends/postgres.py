@@ -261,7 +261,7 @@ class PostgresStore:
 
         def op(conn: Conn, retried: bool) -> WriteResult:
             while True:
-                row = conn.execute(self._sql.apply_update, params, prepare=True).fetchone()
+                row = conn.execute(self._sql.finish_update, params, prepare=True).fetchone()
                 if row is not None:
                     return WriteResult.OK
                 state = read_fence_state(conn, self._sql, fence.workflow_id, None)

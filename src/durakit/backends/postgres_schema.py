@@ -117,6 +117,8 @@ _MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
         "ALTER TABLE {s}.workflows ADD COLUMN visible_at bigint",
         # A claim reads the queue's ENQUEUED rows in queue order (two orders: with and
         # without priorities), its PENDING ones, and (rate limits) its recent starts.
+        # Each index covers queued rows only: every index a row is in costs a write on
+        # each status change, and most workflows are not queued.
         """
         CREATE INDEX workflows_queue_fifo_idx
             ON {s}.workflows (queue_name, created_at, workflow_id COLLATE "C")
@@ -129,7 +131,7 @@ _MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
         """,
         """
         CREATE INDEX workflows_queue_running_idx ON {s}.workflows (queue_name, executor_id)
-            WHERE status = 'PENDING'
+            WHERE status = 'PENDING' AND queue_name IS NOT NULL
         """,
         """
         CREATE INDEX workflows_queue_starts_idx ON {s}.workflows (queue_name, started_at)

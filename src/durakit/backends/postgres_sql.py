@@ -133,7 +133,7 @@ class Statements:
         # A core-planned transition (finishing ones included), applied as one
         # compare-and-swap; parameters from durakit.backends.updates.update_params. SET
         # expressions read the row's old values. Notifies ``wf:<id>`` in the same commit.
-        self.apply_update = f"""
+        apply_update = f"""
             UPDATE {s}.workflows
             SET status = %(to)s::text,
                 updated_at = %(now)s,
@@ -150,12 +150,16 @@ class Statements:
             WHERE workflow_id = %(id)s
               AND status = ANY(%(from_statuses)s::text[])
               AND (%(fence_owner)s::text IS NULL OR owner = %(fence_owner)s::text)
-            RETURNING {_WF_COLS}, pg_notify({channel}, 'wf:' || workflow_id), {notify_queue}"""
+            RETURNING"""
+        self.apply_update = (
+            f"{apply_update} {_WF_COLS}, pg_notify({channel}, 'wf:' || workflow_id), {notify_queue}"
+        )
+        # Finishing needs no row back: only whether it applied (an outcome can be large).
+        self.finish_update = (
+            f"{apply_update} 1, pg_notify({channel}, 'wf:' || workflow_id), {notify_queue}"
+        )
 
-        # Garbage collection, one batch per statement: core.retention.collectable in SQL,
-        # the doomed rows locked (SKIP LOCKED: a row another transaction is changing, a
-        # resume for one, waits for the next batch), then deleted with their steps,
-        # waiting messages and events.
+        # Moving active work between versions (set_workflow_version).
         self.set_version = f"""
             UPDATE {s}.workflows SET application_version = %(to)s, updated_at = %(now)s
             WHERE status = ANY(%(active)s::text[])
@@ -164,6 +168,10 @@ class Statements:
               AND (%(from_version)s::text IS NULL OR application_version = %(from_version)s::text)
             RETURNING workflow_id"""
 
+        # Garbage collection, one batch per statement: core.retention.collectable in SQL,
+        # the doomed rows locked (SKIP LOCKED: a row another transaction is changing, a
+        # resume for one, waits for the next batch), then deleted with their steps,
+        # waiting messages and events.
         self.delete_finished = f"""
             WITH doomed AS (
                 SELECT w.workflow_id FROM {s}.workflows AS w
