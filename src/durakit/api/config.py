@@ -42,15 +42,24 @@ class Config:
             a store it was given.
         database_schema: The Postgres schema of durakit's tables (default
             ``"durakit"``); a plain identifier.
-        logger: Where the engine logs what it cannot raise to a caller: a workflow it
-            cannot recover because its name is not registered (warning), a workflow
-            dead-lettered (error), a workflow stopped without an outcome (the
-            exception). ``None`` (the default): the ``"durakit"`` logger. Outages are
-            logged by the store, on ``"durakit.backends.health"`` whatever this field
-            says: one warning when the database becomes unreachable (with the reason)
-            and one when it is back (with the downtime), however many calls retried
-            and workflows paused meanwhile (those are DEBUG records). A store without
-            such a tracker (``MemoryStore``, your own) has its outages logged here.
+        logger: Where the engine logs: workflows started, finished, cancelled and
+            recovered (info); failed, dead-lettered or stranded (not registered here,
+            or of another application version) (warning); each step that runs
+            (debug); a workflow stopped without an outcome (error, with the
+            exception). Records carry ``workflow_id``, ``workflow_name`` and, for
+            steps, ``step_id`` and ``step_name`` as extra attributes. ``None`` (the
+            default): the ``"durakit"`` logger. Outages are logged by the store, on
+            ``"durakit.backends.health"`` whatever this field says: one warning when
+            the database becomes unreachable (with the reason) and one when it is back
+            (with the downtime), however many calls retried and workflows paused
+            meanwhile (those are DEBUG records). A store without such a tracker
+            (``MemoryStore``, your own) has its outages logged here.
+        tracing: Make OpenTelemetry spans: one per workflow execution, one per step
+            that runs, on the global tracer provider; a workflow's executions (its
+            recoveries too, in any process) continue the trace of the code that
+            started it. Needs ``pip install 'durakit[otel]'``: without it, the engine
+            refuses to be created (``InitializationError``). ``False`` (the default):
+            nothing of OpenTelemetry is imported.
         admin_server: Serve the admin HTTP API and the web dashboard while the engine
             is launched (``launch()`` starts it, ``shutdown()`` stops it). Off by default.
         admin_host: The address the admin server binds (default ``"127.0.0.1"``).
@@ -98,6 +107,7 @@ class Config:
     executor_id: str | None = None
     clock: Clock = attrs.field(factory=SystemClock)
     max_concurrent_workflows: int | None = None
+    tracing: bool = False
     retention: timedelta | None = None
 
     def __attrs_post_init__(self) -> None:
@@ -116,6 +126,8 @@ class Config:
                 "Config.max_concurrent_workflows must be >= 1 or None, "
                 f"got {self.max_concurrent_workflows}"
             )
+        if not isinstance(self.tracing, bool):
+            raise InitializationError(f"Config.tracing must be True or False, got {self.tracing!r}")
         # Checked at run time too: a caller without mypy may pass seconds as a number.
         retention: object = self.retention
         if retention is not None and (

@@ -18,6 +18,7 @@ from durakit.api.context import Context
 from durakit.api.deadlines import DeadlineWatcher
 from durakit.api.execution import WorkflowContext
 from durakit.api.handle import EngineHandle, Outcome, WorkflowHandle, seconds
+from durakit.api.observability import Observer
 from durakit.api.queues import Enqueue, Queue, QueueRunner, RateLimit, enqueue_options
 from durakit.api.recovery import Recovery
 from durakit.api.registry import Registry, WorkflowDef
@@ -86,6 +87,7 @@ class Durakit(Recovery):
         self.hub = WakeHub()
         self.clock: Clock = config.clock
         self.log: Logger = config.resolved_logger()
+        self.observer = Observer(self.log, tracing=config.tracing)
         self.executor_id = config.resolved_executor_id()
         self.application_version = ""
         self._store: SystemStore | None = config.store
@@ -572,6 +574,7 @@ class Durakit(Recovery):
                 assumed_role=assumed_role,
                 authenticated_roles=tuple(authenticated_roles) if authenticated_roles else None,
                 parent_workflow_id=parent.workflow_id if parent is not None else None,
+                trace_context=self.observer.trace_context(),
                 **({} if enqueue is None else self._queue_fields(enqueue, now)),
             )
         )
@@ -579,12 +582,14 @@ class Durakit(Recovery):
         self._check_name(wid, record.name, defn.name)
         if enqueue is not None:
             if result.created:
+                self.observer.enqueued(record)
                 # At once, in this process; other processes hear the store's NOTIFY (the
                 # echo of which the runner's coalescing folds into the same claim).
                 self.hub.notify(f"q:{enqueue.queue}")
             return self.handle_for(wid, defn.output_type)
         if not result.created or owner is None or record.owner != owner:
             return self.handle_for(wid, defn.output_type)
+        self.observer.started(record)
         return self._spawn(defn, record, owner, recorded=[])
 
     @staticmethod

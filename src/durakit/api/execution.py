@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 from durakit.api.clock import now_ms
 from durakit.api.errors_codec import safe_repr
 from durakit.api.handle import WorkflowHandle, seconds
+from durakit.api.observability import observe_step
 from durakit.api.serialization import declared_return_type
 from durakit.api.validation import (
     check_duration,
@@ -161,6 +162,7 @@ class WorkflowContext:
         self.check_interrupt()
 
     # -- steps --------------------------------------------------------------------
+    @observe_step
     def run_step(
         self,
         fn: Callable[[], R],

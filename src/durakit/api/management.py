@@ -43,6 +43,7 @@ from durakit.core.status import StatusType, WorkflowEvent, transition
 from durakit.core.transitions import plan
 
 if TYPE_CHECKING:
+    from durakit.api.observability import Observer
     from durakit.api.registry import WorkflowDef
     from durakit.backends.protocol import SystemStore
 
@@ -387,6 +388,8 @@ def _type_name(type_: Any) -> str:
 class Control(Management):
     """Management calls that run workflows here: resume and fork (engine only)."""
 
+    observer: Observer
+
     def _spawn(
         self, defn: WorkflowDef, record: WorkflowRecord, owner: str, recorded: list[StepRecord]
     ) -> EngineHandle[Any]:
@@ -453,10 +456,12 @@ class Control(Management):
                 authenticated_user=original.authenticated_user,
                 assumed_role=original.assumed_role,
                 authenticated_roles=original.authenticated_roles,
+                trace_context=self.observer.trace_context(),
             )
         )
         if not result.created or result.record.owner != owner:
             raise self._taken(new_id, original_workflow_id)  # created meanwhile
+        self.observer.started(result.record)
         return self._spawn(defn, result.record, owner, self.store.load_steps(new_id))
 
     @staticmethod

@@ -133,9 +133,7 @@ class Recovery(Runner):
             if busy:
                 continue
             if defn is None:
-                self.log.warning(
-                    "cannot recover %s: workflow %r is not registered", wid, record.name
-                )
+                self.observer.not_registered(record)
                 continue
             owner = uuid.uuid4().hex
             claimed = self.store.transition_workflow(
@@ -153,11 +151,10 @@ class Recovery(Runner):
                 self.store.transition_workflow(
                     wid, plan(WorkflowEvent.DEAD_LETTER, now_ms(self.clock))
                 )
-                self.log.error(
-                    "workflow %s dead-lettered after %d recoveries", wid, claimed.attempts - 1
-                )
+                self.observer.dead_lettered(claimed)
                 self.hub.notify(f"wf:{wid}")
                 continue
+            self.observer.recovered(claimed)
             if claimed.queue_name is not None:
                 # Queued work goes back on its queue rather than running at once here,
                 # so that the queue's limits (this executor's included) still hold; its

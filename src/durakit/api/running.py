@@ -15,6 +15,7 @@ from durakit.api.deadlines import DeadlineWatcher
 from durakit.api.execution import WorkflowContext
 from durakit.api.handle import EngineHandle, Outcome
 from durakit.api.management import Control
+from durakit.api.observability import Observer, observe_execution, observe_finish
 from durakit.api.registry import Registry, WorkflowDef
 from durakit.api.serialization import Serializer
 from durakit.api.waiting import CURRENT, WakeHub
@@ -50,6 +51,7 @@ class Runner(Control):
     hub: WakeHub
     clock: Clock
     log: Logger
+    observer: Observer
     executor_id: str
     application_version: str
     _lock: threading.Lock
@@ -121,11 +123,11 @@ class Runner(Control):
                 self._recover_later(wid)
         except WorkflowInterrupted:
             outcome.set_unknown()
-        except BaseException:
+        except BaseException:  # noqa: BLE001 - logged with its traceback by the observer
             # A store failure while stopping (or a bug): leave the row PENDING for
             # recovery rather than record an outcome we are unsure of.
             if not self._stopping:
-                self.log.exception("workflow %s stopped without an outcome", wid)
+                self.observer.stopped_without_outcome(ctx)
             outcome.set_unknown()
         finally:
             if not outcome.done.is_set():
@@ -170,6 +172,7 @@ class Runner(Control):
                 self.clock.wait(freed, None, poll=1.0)
                 freed.clear()
 
+    @observe_execution
     def _run_body(self, ctx: WorkflowContext, record: WorkflowRecord, outcome: Outcome) -> None:
         defn = ctx.defn
         ser = self.serializer
@@ -192,6 +195,7 @@ class Runner(Control):
             return
         self._finish(ctx, StatusType.SUCCESS, text, live, outcome)
 
+    @observe_finish
     def _finish(
         self,
         ctx: WorkflowContext,

@@ -18,7 +18,7 @@ from psycopg import sql
 
 from durakit.core.errors import InitializationError
 
-SCHEMA_VERSION: Final = 3
+SCHEMA_VERSION: Final = 4
 """The schema version this durakit writes and understands."""
 
 DEDUP_INDEX: Final = "workflows_dedup_idx"
@@ -160,6 +160,10 @@ _MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
         CREATE INDEX workflows_name_created_idx
             ON {s}.workflows (name, created_at, workflow_id COLLATE "C")
         """,
+    ),
+    (
+        # Tracing: the trace context of the workflow's starter (NULL without tracing).
+        "ALTER TABLE {s}.workflows ADD COLUMN trace_context text",
     ),
 )
 assert len(_MIGRATIONS) == SCHEMA_VERSION  # a new migration must bump SCHEMA_VERSION

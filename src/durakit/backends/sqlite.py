@@ -50,7 +50,7 @@ _WF_COLUMNS: Final = (
     "application_version", "application_id", "owner", "created_at", "updated_at",
     "attempts", "queue_name", "deduplication_id", "priority", "timeout_ms", "deadline_ms",
     "started_at", "queue_partition_key", "visible_at", "authenticated_user", "assumed_role",
-    "authenticated_roles", "parent_workflow_id",
+    "authenticated_roles", "parent_workflow_id", "trace_context",
 )  # fmt: skip
 _WF_SELECT: Final = ", ".join(_WF_COLUMNS)
 _NEW_COLUMNS: Final = tuple(c for c in _WF_COLUMNS if c not in ("output", "error"))

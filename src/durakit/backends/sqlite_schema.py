@@ -136,6 +136,11 @@ MIGRATIONS: Final[tuple[tuple[int, tuple[str, ...]], ...]] = (
             """,
         ),
     ),
+    (
+        4,
+        # Tracing: the trace context of the workflow's starter (NULL without tracing).
+        ("ALTER TABLE workflows ADD COLUMN trace_context TEXT",),
+    ),
 )
 
 LATEST_VERSION: Final = MIGRATIONS[-1][0]

@@ -39,6 +39,9 @@ class NewWorkflow:
     assumed_role: str | None = None
     authenticated_roles: tuple[str, ...] | None = None
     parent_workflow_id: str | None = None
+    # The starter's trace context (OpenTelemetry propagator fields as JSON), so that
+    # every execution, in any process, continues the starter's trace.
+    trace_context: str | None = None
 
 
 @attrs.frozen(kw_only=True)
@@ -70,6 +73,9 @@ class WorkflowRecord:
     assumed_role: str | None = None
     authenticated_roles: tuple[str, ...] | None = None
     parent_workflow_id: str | None = None
+    # The starter's trace context (OpenTelemetry propagator fields as JSON), so that
+    # every execution, in any process, continues the starter's trace.
+    trace_context: str | None = None
 
 
 @attrs.frozen(kw_only=True)

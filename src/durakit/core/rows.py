@@ -47,6 +47,7 @@ def created(new: NewWorkflow) -> WorkflowRecord:
         assumed_role=new.assumed_role,
         authenticated_roles=new.authenticated_roles,
         parent_workflow_id=new.parent_workflow_id,
+        trace_context=new.trace_context,
     )
 
 
