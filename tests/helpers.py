@@ -108,3 +108,32 @@ class ManualClock:
         if until is not None and until <= self.now():
             return event.is_set()
         return event.wait(poll)
+
+
+def leave_pending(
+    store: dk.SystemStore,
+    workflow_id: str,
+    name: str = "echo",
+    *,
+    executor_id: str = "local",
+    version: str = "v1",
+    app_name: str = "t",
+) -> None:
+    """The row a crashed process leaves behind: PENDING, owned by a dead execution, its
+    input the workflow ID as a ``str`` (``new_app``'s identity by default)."""
+    from durakit.api.serialization import Serializer
+    from durakit.core.records import NewWorkflow
+
+    store.insert_workflow(
+        NewWorkflow(
+            workflow_id=workflow_id,
+            name=name,
+            status=dk.StatusType.PENDING,
+            input=Serializer().dumps(workflow_id, str),
+            executor_id=executor_id,
+            application_version=version,
+            application_id=app_name,
+            owner="dead-execution",
+            created_at=1_700_000_000_000,
+        )
+    )

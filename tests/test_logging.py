@@ -10,9 +10,7 @@ import logging
 import pytest
 
 import durakit as dk
-from durakit.api.serialization import Serializer
-from durakit.core.records import NewWorkflow
-from tests.helpers import new_app, wait_until
+from tests.helpers import leave_pending, new_app, wait_until
 
 
 def extra(record: logging.LogRecord, name: str) -> object:
@@ -37,25 +35,6 @@ def about(
 
     wait_until(lambda: len(found()) >= count)
     return found()
-
-
-def leave_pending(
-    store: dk.SystemStore, workflow_id: str, name: str, *, version: str = "v1"
-) -> None:
-    """The row a crashed process leaves behind: PENDING, owned by a dead execution."""
-    store.insert_workflow(
-        NewWorkflow(
-            workflow_id=workflow_id,
-            name=name,
-            status=dk.StatusType.PENDING,
-            input=Serializer().dumps(workflow_id, str),
-            executor_id="local",
-            application_version=version,
-            application_id="t",
-            owner="dead-execution",
-            created_at=1_700_000_000_000,
-        )
-    )
 
 
 def test_a_workflow_logs_its_start_steps_and_finish_once(

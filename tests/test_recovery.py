@@ -14,10 +14,8 @@ import attrs
 import pytest
 
 import durakit as dk
-from durakit.api.serialization import Serializer
-from durakit.core.records import NewWorkflow
 from tests.conftest import StoreFactory
-from tests.helpers import WAIT, Counts, ThreadLog, new_app
+from tests.helpers import WAIT, Counts, ThreadLog, leave_pending, new_app
 
 
 @attrs.frozen
@@ -196,32 +194,13 @@ def test_a_finished_workflow_is_not_run_again_by_a_new_engine(
     assert counts.as_dict() == before
 
 
-def _pending_row(
-    store: dk.SystemStore, workflow_id: str, executor_id: str, version: str, name: str = "echo"
-) -> None:
-    """The row a crashed process leaves behind: PENDING, owned by a dead execution."""
-    store.insert_workflow(
-        NewWorkflow(
-            workflow_id=workflow_id,
-            name=name,
-            status=dk.StatusType.PENDING,
-            input=Serializer().dumps(workflow_id, str),
-            executor_id=executor_id,
-            application_version=version,
-            application_id="t",  # tests.helpers.new_app's app_name
-            owner="dead-execution",
-            created_at=1_700_000_000_000,
-        )
-    )
-
-
 def test_recovery_takes_only_this_executors_pending_work_of_this_version(
     store: dk.SystemStore,
 ) -> None:
     counts = Counts()
-    _pending_row(store, "mine", "local", "v1")
-    _pending_row(store, "other-executor", "elsewhere", "v1")
-    _pending_row(store, "old-version", "local", "v0")
+    leave_pending(store, "mine", executor_id="local", version="v1")
+    leave_pending(store, "other-executor", executor_id="elsewhere", version="v1")
+    leave_pending(store, "old-version", executor_id="local", version="v0")
     app = new_app(store, executor_id="local", application_version="v1")
 
     @app.workflow(name="echo")
@@ -250,7 +229,7 @@ def test_recovery_takes_only_this_executors_pending_work_of_this_version(
 def test_a_pending_workflow_this_engine_does_not_know_is_left_alone(
     store: dk.SystemStore,
 ) -> None:
-    _pending_row(store, "unknown", "local", "v1", name="not-registered-here")
+    leave_pending(store, "unknown", executor_id="local", version="v1", name="not-registered-here")
     app = new_app(store)
 
     @app.workflow(name="echo")

@@ -8,27 +8,8 @@ import logging
 import pytest
 
 import durakit as dk
-from durakit.api.serialization import Serializer
-from durakit.core.records import NewWorkflow
 from tests.conftest import StoreFactory
-from tests.helpers import WAIT, Counts, new_app
-
-
-def stranded(store: dk.SystemStore, wid: str, version: str, app_name: str = "t") -> None:
-    """What a crashed process of another version leaves: PENDING, of executor 'local'."""
-    store.insert_workflow(
-        NewWorkflow(
-            workflow_id=wid,
-            name="echo",
-            status=dk.StatusType.PENDING,
-            input=Serializer().dumps(wid, str),
-            executor_id="local",
-            application_version=version,
-            application_id=app_name,
-            owner="dead-execution",
-            created_at=1_700_000_000_000,
-        )
-    )
+from tests.helpers import WAIT, Counts, leave_pending, new_app
 
 
 def register(app: dk.Durakit, counts: Counts) -> None:
@@ -42,10 +23,10 @@ def test_launch_warns_naming_each_other_version_and_how_to_move_it(
     store_factory: StoreFactory, caplog: pytest.LogCaptureFixture
 ) -> None:
     store = store_factory()
-    stranded(store, "a", "v0")
-    stranded(store, "b", "v0")
-    stranded(store, "c", "old")
-    stranded(store, "billing-1", "v0", app_name="billing")  # another application's
+    leave_pending(store, "a", version="v0")
+    leave_pending(store, "b", version="v0")
+    leave_pending(store, "c", version="old")
+    leave_pending(store, "billing-1", version="v0", app_name="billing")  # another application's
     app = new_app(store, application_version="v1")
     register(app, Counts())
     with caplog.at_level(logging.WARNING, logger="durakit"), app:
@@ -59,9 +40,9 @@ def test_launch_warns_naming_each_other_version_and_how_to_move_it(
 
 def test_moving_work_to_this_engines_version_runs_it_at_once(store_factory: StoreFactory) -> None:
     store = store_factory()
-    stranded(store, "a", "v0")
-    stranded(store, "b", "v0")
-    stranded(store, "c", "v0")
+    leave_pending(store, "a", version="v0")
+    leave_pending(store, "b", version="v0")
+    leave_pending(store, "c", version="v0")
     counts = Counts()
     app = new_app(store, application_version="v1")
     register(app, counts)
@@ -79,8 +60,8 @@ def test_moving_work_to_this_engines_version_runs_it_at_once(store_factory: Stor
 
 def test_the_client_moves_work_to_a_version_it_names(store_factory: StoreFactory) -> None:
     store = store_factory()
-    stranded(store, "a", "v0")
-    stranded(store, "b", "v0", app_name="billing")
+    leave_pending(store, "a", version="v0")
+    leave_pending(store, "b", version="v0", app_name="billing")
     with dk.Client(store=store) as client:
         with pytest.raises(ValueError, match="to_version is required"):
             client.set_workflow_version(["a"])
@@ -108,7 +89,7 @@ def test_bad_arguments_are_refused_before_anything_moves(
     ids: list[str] | None, options: dict[str, str], message: str
 ) -> None:
     store = dk.MemoryStore()
-    stranded(store, "a", "v0")
+    leave_pending(store, "a", version="v0")
     app = new_app(store, application_version="v1")
     register(app, Counts())
     with app:

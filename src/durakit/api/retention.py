@@ -10,9 +10,9 @@ at most every hour).
 from __future__ import annotations
 
 import logging
-import threading
 from datetime import datetime, timedelta
 
+from durakit.api.background import BackgroundThread
 from durakit.api.clock import Clock, now_ms
 from durakit.api.validation import check_duration
 from durakit.backends.protocol import RetentionStore
@@ -65,7 +65,7 @@ def garbage_collect(
             return total
 
 
-class RetentionThread:
+class RetentionThread(BackgroundThread):
     """Runs ``garbage_collect(older_than=retention)`` at start and then periodically."""
 
     def __init__(
@@ -75,18 +75,9 @@ class RetentionThread:
         self._clock = clock
         self._retention = retention
         self._log = log
-        self._stop = threading.Event()
         period = retention.total_seconds() / 10
         self._interval = min(3600.0, max(1.0, period))
-        self._thread = threading.Thread(target=self._run, name="durakit-retention", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread.is_alive() and self._thread is not threading.current_thread():
-            self._thread.join(5.0)
+        super().__init__("durakit-retention")
 
     def _run(self) -> None:
         while not self._stop.is_set():

@@ -12,12 +12,12 @@ Time is the engine's clock, so a ``FakeClock`` drives schedules in tests.
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
 from croniter import croniter
 
+from durakit.api.background import BackgroundThread
 from durakit.api.clock import Clock
 from durakit.core.errors import ConflictingRegistrationError
 
@@ -43,7 +43,7 @@ def schedule_workflow_id(name: str, tick: datetime) -> str:
     return f"sched-{name}-{tick.isoformat()}"
 
 
-class Scheduler:
+class Scheduler(BackgroundThread):
     """One thread that starts each scheduled workflow at each of its ticks."""
 
     def __init__(
@@ -58,16 +58,7 @@ class Scheduler:
         self._start = start
         self._clock = clock
         self._log = log
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="durakit-scheduler", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread.is_alive() and self._thread is not threading.current_thread():
-            self._thread.join(5.0)
+        super().__init__("durakit-scheduler")
 
     def _now(self) -> datetime:
         return datetime.fromtimestamp(self._clock.now(), UTC)
