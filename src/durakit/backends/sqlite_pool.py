@@ -25,8 +25,10 @@ store's :class:`~durakit.backends.health.StoreHealth`.
 from __future__ import annotations
 
 import os
+import random
 import sqlite3
 import threading
+import time
 import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -35,11 +37,31 @@ from typing import Final
 from sqlite_utils import Database
 
 from durakit.backends.health import StoreHealth
-from durakit.backends.sqlite_errors import classify
+from durakit.backends.sqlite_errors import SQLITE_BUSY, SQLITE_LOCKED, classify, primary_code
+from durakit.core.backoff import Backoff
 
 BUSY_TIMEOUT_S: Final = 30.0
 MAX_CONNECTIONS: Final = 8
 """Connections per store and process; a call waits for a free one past this bound."""
+
+
+def _enable_wal(db: Database) -> None:
+    """Switch the file to WAL. Switching needs the file's exclusive lock and SQLite does
+    not wait for it (the busy timeout does not apply), so processes opening a new file at
+    once see "database is locked": retry that within the busy timeout. Once one of them
+    has switched, the mode is persistent and the others' switch is a no-op."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_S
+    backoff = Backoff(0.005, 0.2, jitter=0.5, rng=random.random)
+    while True:
+        try:
+            db.enable_wal()
+            return
+        except sqlite3.OperationalError as exc:
+            if primary_code(exc) not in (SQLITE_BUSY, SQLITE_LOCKED):
+                raise
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(backoff.next())
 
 
 class _Connection:
@@ -54,7 +76,7 @@ class _Connection:
         try:
             self.db = Database(conn, recursive_triggers=False, execute_plugins=False)
             self.db.execute("PRAGMA synchronous = FULL")
-            self.db.enable_wal()
+            _enable_wal(self.db)
         except BaseException:
             conn.close()
             raise
